@@ -1,0 +1,1 @@
+"""Test conditions as data: one directory per CTC (see paper/)."""

@@ -1,0 +1,245 @@
+"""The `harness` command: a thin typer layer over the library API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import sys
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from harness import __version__
+from harness.errors import HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Common test conditions and evaluation for large-model feature coding.")
+
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset name (default: demo).")]
+DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root in the official layout.")]
+TaskOpt = Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task (repeatable); default: all.")]
+CtcOpt = Annotated[Optional[Path], typer.Option("--ctc", help="CTC directory (default: the paper's).")]
+
+
+def _split_numbers(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise HarnessError(f"--rate-points must be numbers separated by commas, got {text!r}") from None
+
+
+def _options(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise HarnessError(f"codec option must be KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def run(
+    codec: Annotated[str, typer.Option("--codec", "-c", help="Codec plugin name (see `harness plugins`).")],
+    task: TaskOpt = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    samples: Annotated[Optional[Path], typer.Option(help="File of sample ids, one per line.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most N samples per task.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<dataset>/<codec>).")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel jobs (default: cores).")] = None,
+    rate_points: Annotated[Optional[str], typer.Option(help="Rate points by value, e.g. 22,27.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Codec option KEY=VALUE.")] = None,
+    quant_rule: Annotated[Optional[str], typer.Option(help="floor (CTC) or unbiased.")] = None,
+    ctc: CtcOpt = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Code the features with a codec plugin and write the result table (resumable)."""
+    from harness.runner import RunRequest, execute
+    from harness.results import summary
+
+    request = RunRequest(codec=codec, tasks=task, dataset=dataset, data_root=data_root, samples_file=samples,
+                         limit=limit, out=out, jobs=jobs, rate_points=_split_numbers(rate_points),
+                         codec_options=_options(option), quant_rule=quant_rule, ctc_dir=ctc,
+                         command=["harness", *sys.argv[1:]], progress=progress)
+    outcome = execute(request)
+    typer.echo(f"run directory: {outcome.run_dir}")
+    typer.echo(f"jobs: {outcome.planned} planned, {outcome.skipped} already done, {outcome.ran} run, "
+               f"{len(outcome.failures)} failed")
+    table = summary(outcome.table)
+    if not table.empty:
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if outcome.failures:
+        first = outcome.failures[0]
+        raise HarnessError(f"{len(outcome.failures)} job(s) failed; first: {first.task}/{first.sample} "
+                           f"{first.rate_parameter}{first.rate_point:g}: {first.error} "
+                           f"(see {outcome.run_dir / 'results.csv'})")
+
+
+@app.command()
+def plugins() -> None:
+    """List codec plugins and datasets: version, input, rate points, source, status."""
+    from harness.registry import default_registry
+
+    registry = default_registry()
+    typer.echo("codecs:")
+    for name, reg in sorted(registry.codecs.items()):
+        spec = reg.spec
+        points = ("CTC " + ("QPs" if spec.family == "vtm" else "λs per task")) if spec.rate_points is None else (
+            ", ".join(f"{p:g}" for p in spec.rate_points) if isinstance(spec.rate_points, tuple) else "per task")
+        missing = spec.missing()
+        status = "ready" if not missing else f"NOT READY: {missing}"
+        typer.echo(f"  {name} {spec.version}  family={spec.family or '-'} input={spec.input_kind} "
+                   f"{spec.rate_parameter}: {points}")
+        typer.echo(f"      {spec.description}")
+        typer.echo(f"      from {reg.source.describe()}; {status}")
+    typer.echo("datasets:")
+    for name, reg in sorted(registry.datasets.items()):
+        typer.echo(f"  {name} v{reg.spec.version}: {reg.spec.description} (from {reg.source.describe()})")
+    problems = [f"broken plugin {b.source.plugin} ({b.source.describe()}): {b.error}" for b in registry.broken]
+    problems += registry.codec_conflicts + registry.dataset_conflicts
+    for problem in problems:
+        typer.echo(f"  ! {problem}", err=True)
+    if registry.codec_conflicts or registry.dataset_conflicts:
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    task: TaskOpt = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="Check files against this sha256 manifest.")] = None,
+    write_manifest: Annotated[Optional[Path], typer.Option(help="Write a sha256 manifest here.")] = None,
+    ctc: CtcOpt = None,
+) -> None:
+    """Check a dataset: every listed sample present, CTC shape/dtype, finite, no pickle."""
+    from tqdm import tqdm
+
+    from harness.ctc import load_ctc
+    from harness.registry import default_registry
+    from harness.sources import resolve_dataset
+    from harness.validate import validate_dataset, write_manifest as write_sha
+
+    spec = load_ctc(ctc)
+    source = resolve_dataset(dataset, data_root, spec, default_registry())
+    tasks = task or source.dataset.available_tasks() or list(spec.tasks)
+    with tqdm(desc="validating", unit="file", file=sys.stderr) as bar:
+        report = validate_dataset(source.dataset, tasks, manifest, on_file=lambda: bar.update(1))
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+    if write_manifest:
+        count = write_sha(source.dataset, tasks, write_manifest)
+        typer.echo(f"wrote {count} sha256 entries to {write_manifest}")
+
+
+@app.command()
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 2,
+) -> None:
+    """Re-decode every bitstream of a run in fresh processes and compare reconstructions."""
+    from tqdm import tqdm
+
+    from harness.verify import verify_jobs, verify_run
+
+    total = len(verify_jobs(run_dir))
+    bad = []
+    with tqdm(total=total, desc="verifying", unit="bitstream", file=sys.stderr) as bar:
+        def seen(result):
+            bar.update(1)
+            if not result.ok:
+                bad.append(result)
+        verify_run(run_dir, workers=jobs, on_result=seen)
+    for result in bad:
+        typer.echo(f"MISMATCH {result.label}: {result.problem}")
+    typer.echo(f"{total - len(bad)} of {total} bitstreams reproduce their recorded reconstruction")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def preprocess(
+    src: Annotated[Path, typer.Argument(help="Feature .npy")],
+    dst: Annotated[Path, typer.Argument(help="Raw frame to write (.yuv)")],
+    task: Annotated[str, typer.Option("--task", "-t")],
+    family: Annotated[str, typer.Option(help="vtm (10-bit uint16 LE) or hyperprior (float32 LE)")] = "vtm",
+    quant_rule: Annotated[Optional[str], typer.Option()] = None,
+    ctc: CtcOpt = None,
+) -> None:
+    """Truncate, quantize and pack one feature into a raw frame for an outside codec."""
+    from harness.ctc import load_ctc
+    from harness.rawio import preprocess_file
+
+    width, height = preprocess_file(load_ctc(ctc), task, family, src, dst, quant_rule)
+    typer.echo(f"width {width} height {height}")
+
+
+@app.command()
+def postprocess(
+    src: Annotated[Path, typer.Argument(help="Decoded raw frame (.yuv)")],
+    dst: Annotated[Path, typer.Argument(help="Reconstructed feature .npy to write")],
+    task: Annotated[str, typer.Option("--task", "-t")],
+    like: Annotated[Path, typer.Option(help="The original feature .npy (gives shape and dtype)")],
+    family: Annotated[str, typer.Option()] = "vtm",
+    quant_rule: Annotated[Optional[str], typer.Option()] = None,
+    ctc: CtcOpt = None,
+) -> None:
+    """Unpack and de-quantize a decoded raw frame back to a feature."""
+    from harness.ctc import load_ctc
+    from harness.rawio import postprocess_file
+
+    shape = postprocess_file(load_ctc(ctc), task, family, src, like, dst, quant_rule)
+    typer.echo(f"wrote {dst} {tuple(shape)}")
+
+
+@app.command("ctc")
+def show_ctc(ctc: CtcOpt = None) -> None:
+    """Print the test conditions in force (tasks, shapes, ranges, rate points)."""
+    from harness.ctc import load_ctc
+
+    spec = load_ctc(ctc)
+    typer.echo(f"{spec.title} (ctc {spec.name} {spec.version}, sha256 {spec.sha256[:12]})")
+    typer.echo(f"quantization: {spec.bit_depth} bit, rule {spec.default_quant_rule}; QPs "
+               + ", ".join(f"{q:g}" for q in spec.qps))
+    for t in spec.tasks.values():
+        ranges = "; ".join(f"{fam} " + ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(r.lo, r.hi))
+                           for fam, r in t.truncation.items())
+        typer.echo(f"  {t.name}: {t.model} {t.shape_text} {t.dtype}, pack {t.packing}; {t.metric} "
+                   f"({'higher' if t.higher_is_better else 'lower'} is better); {ranges}; "
+                   "λ " + ", ".join(f"{v:g}" for v in t.lambdas))
+
+
+@app.command()
+def version() -> None:
+    """Print the harness version."""
+    typer.echo(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors are one line on stderr and exit code 1, never a traceback."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except HarnessError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished jobs are kept; run the same command again to resume", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

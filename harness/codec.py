@@ -1,0 +1,87 @@
+"""The codec contract: what a codec plugin declares and implements.
+
+A codec plugin returns `CodecSpec` records from its `harness_codecs` hook. The
+harness does everything around the codec (pre-processing for the codec's family,
+bit counting, timing, hashing, checks); the codec only maps its input to bytes
+and back. Everything the decoder needs must be in the bytes, so it is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+InputKind = Literal["frame10", "frame01", "feature"]
+INPUT_KINDS: tuple[str, ...] = ("frame10", "frame01", "feature")
+
+#: Input kinds the harness prepares for each codec family (ctc/ families).
+FAMILY_INPUT: dict[str, str] = {"vtm": "frame10", "hyperprior": "frame01"}
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """An instantiated codec.
+
+    `encode` receives, by the spec's `input_kind`:
+      - frame10: the packed 2-D frame, uint16 in [0, 1023] (CTC truncation,
+        10-bit quantization and packing of the codec's family already applied);
+      - frame01: the packed 2-D frame, float32 in [0, 1] (truncation and
+        normalization of the family, no integer step);
+      - feature: the raw stored feature (N, C, H, W) as float32/float16.
+    `decode` gets only the bytes and must return an array of the same shape and
+    kind as `encode`'s input.
+    """
+
+    def encode(self, data: np.ndarray, rate_point: float, task: str) -> bytes: ...
+
+    def decode(self, bitstream: bytes) -> np.ndarray: ...
+
+
+CodecFactory = Callable[[Mapping[str, str]], Codec]
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """What a codec plugin declares.
+
+    Example (the zlib reference plugin)::
+
+        CodecSpec(name="zlib", version="1.0", family="vtm", input_kind="frame10",
+                  rate_parameter="shift", rate_points=(0, 1, 2, 3, 4),
+                  factory=lambda options: ZlibCodec(),
+                  description="zlib on the 10-bit frame")
+
+    - family: whose truncation ranges apply ("vtm" or "hyperprior"), None for
+      input_kind "feature" (the codec does its own pre-processing).
+    - rate_points: ordered from the highest rate to the lowest. A tuple for all
+      tasks, a mapping task -> tuple, or None to use the CTC's points of the
+      family (QPs for vtm, the task's λs for hyperprior).
+    - availability: returns None when the codec can run here, or a message
+      saying what is missing and how to provide it (shown by `harness plugins`).
+    - options: option names the factory accepts, with their defaults.
+    """
+
+    name: str
+    version: str
+    family: str | None
+    input_kind: str
+    factory: CodecFactory
+    rate_parameter: str = "qp"
+    rate_points: tuple[float, ...] | Mapping[str, tuple[float, ...]] | None = None
+    description: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    availability: Callable[[], str | None] | None = None
+    external_tools: tuple[str, ...] = ()
+    lossless: bool = False
+
+    def missing(self) -> str | None:
+        """None when the codec can run here, else what is missing."""
+        return self.availability() if self.availability else None
+
+
+def format_rate_point(parameter: str, value: float) -> str:
+    """A rate point as used in paths and labels: qp22, lambda0.0017, shift0."""
+    return f"{parameter}{value:g}"

@@ -1,0 +1,248 @@
+"""The common test conditions, loaded from TOML in ctc/ and validated.
+
+A CTC is a directory of TOML files (`ctc.toml`, `tasks.toml`). The harness
+reads nothing else for test-condition numbers: shapes, ranges, rate points and
+metric directions all come from here, and the CTC's hash goes into every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import hashlib
+from importlib import resources
+from pathlib import Path
+import tomllib
+from typing import Any
+
+import numpy as np
+
+from harness.errors import CTCError, unknown_name
+
+PACKINGS = ("dinov2", "llama3", "sd3")
+LIST_FORMATS = ("name_label", "id", "nyu_pairs", "arc_jsonl", "name_caption")
+DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """[lo, hi] per layer (axis 1); one entry when the whole feature shares it."""
+
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+
+    @property
+    def per_layer(self) -> bool:
+        return len(self.lo) > 1
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    title: str
+    model: str
+    model_dir: str
+    split_point: str
+    shape: tuple[int, ...]
+    dtype: str
+    packing: str
+    sample_lists: tuple[str, ...]
+    sample_list_format: str
+    metric: str
+    metric_unit: str
+    higher_is_better: bool
+    truncation: dict[str, Truncation]
+    lambdas: tuple[float, ...]
+    hyperprior: dict[str, Any]
+    source: str
+    samples_paper: int = 0
+    max_leading: int = 1
+    max_tokens: int = 0
+
+    def check_shape(self, shape: tuple[int, ...]) -> str | None:
+        """None when `shape` is a valid stored shape for this task, else why not."""
+        if len(shape) != len(self.shape):
+            return f"expected {len(self.shape)} axes {self.shape_text}, got {shape}"
+        for axis, (want, got) in enumerate(zip(self.shape, shape)):
+            if want == -1:
+                limit = self.max_leading if axis == 0 else self.max_tokens
+                if not 1 <= got <= limit:
+                    return f"axis {axis} must be 1..{limit} in {self.shape_text}, got {shape}"
+            elif want != got:
+                return f"expected shape {self.shape_text}, got {shape}"
+        return None
+
+    @property
+    def shape_text(self) -> str:
+        return "(" + ", ".join("n" if s == -1 else str(s) for s in self.shape) + ")"
+
+    def typical_shape(self) -> tuple[int, ...]:
+        """A concrete shape: 2 crops for seg, 200 tokens for csr (demo and tests)."""
+        fill = {0: 2, 2: 200}
+        return tuple(fill[a] if s == -1 else s for a, s in enumerate(self.shape))
+
+
+@dataclass(frozen=True)
+class CTC:
+    name: str
+    version: str
+    title: str
+    root: Path
+    sha256: str
+    bit_depth: int
+    quant_rules: tuple[str, ...]
+    default_quant_rule: str
+    qps: tuple[float, ...]
+    families: dict[str, dict[str, Any]]
+    tasks: dict[str, TaskSpec]
+
+    def task(self, name: str) -> TaskSpec:
+        if name not in self.tasks:
+            raise CTCError(unknown_name("task", name, self.tasks))
+        return self.tasks[name]
+
+    def truncation(self, task: str, family: str) -> Truncation:
+        spec = self.task(task)
+        if family not in spec.truncation:
+            raise CTCError(unknown_name("codec family", family, self.families))
+        return spec.truncation[family]
+
+    def rate_points(self, task: str, family: str) -> tuple[float, ...]:
+        """The CTC's rate points of a family for a task (QPs or λs)."""
+        if family == "vtm":
+            return self.qps
+        if family == "hyperprior":
+            return self.task(task).lambdas
+        raise CTCError(f"the CTC defines no rate points for family '{family}'")
+
+
+def _require(table: dict, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in table:
+        raise CTCError(f"{where}: missing key '{key}'")
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise CTCError(f"{where}: key '{key}' must be {kind}, got {value!r}")
+    return value
+
+
+def _range_pairs(value: Any, where: str, layers: int) -> Truncation:
+    """Parse [lo, hi] or [[lo, hi], ...] (one pair per layer)."""
+    pairs = value if value and isinstance(value[0], list) else [value]
+    if len(pairs) not in (1, layers):
+        raise CTCError(f"{where}: needs 1 or {layers} [lo, hi] pairs, got {len(pairs)}")
+    for pair in pairs:
+        if len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair):
+            raise CTCError(f"{where}: a range must be [lo, hi] numbers, got {pair!r}")
+        if not pair[0] < pair[1]:
+            raise CTCError(f"{where}: range {pair!r} must have lo < hi")
+    return Truncation(tuple(float(p[0]) for p in pairs), tuple(float(p[1]) for p in pairs))
+
+
+def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
+    where = f"{file} [tasks.{name}]"
+    shape = tuple(_require(t, "shape", where, list))
+    if len(shape) != 4 or not all(isinstance(s, int) and (s > 0 or s == -1) for s in shape):
+        raise CTCError(f"{where}: 'shape' must be 4 positive ints (-1 = varies), got {shape}")
+    dtype = _require(t, "dtype", where, str)
+    if dtype not in DTYPES:
+        raise CTCError(f"{where}: 'dtype' must be one of {DTYPES}, got {dtype!r}")
+    packing = _require(t, "packing", where, str)
+    if packing not in PACKINGS:
+        raise CTCError(f"{where}: 'packing' must be one of {PACKINGS}, got {packing!r}")
+    fmt = _require(t, "sample_list_format", where, str)
+    if fmt not in LIST_FORMATS:
+        raise CTCError(f"{where}: 'sample_list_format' must be one of {LIST_FORMATS}, got {fmt!r}")
+    trunc = _require(t, "truncation", where, dict)
+    ranges = {
+        fam: _range_pairs(_require(trunc, fam, f"{where}.truncation", list), f"{where}.truncation.{fam}", shape[1])
+        for fam in families
+    }
+    hyper = _require(t, "hyperprior", where, dict)
+    lambdas = tuple(float(v) for v in _require(hyper, "lambdas", f"{where}.hyperprior", list))
+    if len(lambdas) == 0 or any(v <= 0 for v in lambdas):
+        raise CTCError(f"{where}.hyperprior: 'lambdas' must be positive numbers")
+    return TaskSpec(
+        name=name,
+        title=_require(t, "title", where, str),
+        model=_require(t, "model", where, str),
+        model_dir=_require(t, "model_dir", where, str),
+        split_point=_require(t, "split_point", where, str),
+        shape=shape,
+        dtype=dtype,
+        packing=packing,
+        sample_lists=tuple(_require(t, "sample_lists", where, list)),
+        sample_list_format=fmt,
+        metric=_require(t, "metric", where, str),
+        metric_unit=t.get("metric_unit", ""),
+        higher_is_better=_require(t, "higher_is_better", where, bool),
+        truncation=ranges,
+        lambdas=lambdas,
+        hyperprior=dict(hyper),
+        source=_require(t, "source", where, str),
+        samples_paper=int(t.get("samples_paper", 0)),
+        max_leading=int(t.get("max_leading", 1 if shape[0] != -1 else 3)),
+        max_tokens=int(t.get("max_tokens", 0)),
+    )
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CTCError(f"{path}: CTC file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CTCError(f"{path}: invalid TOML: {exc}") from None
+
+
+def hash_directory(root: Path) -> str:
+    """sha256 over the names and bytes of every .toml file, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(root.glob("*.toml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def builtin_ctc_dir(name: str = "paper") -> Path:
+    """The directory of a CTC shipped with the harness (ctc/<name>)."""
+    path = Path(str(resources.files("harness_ctc"))) / name
+    if not path.is_dir():
+        shipped = sorted(p.name for p in Path(str(resources.files("harness_ctc"))).iterdir() if p.is_dir() and not p.name.startswith("_"))
+        raise CTCError(unknown_name("CTC", name, shipped))
+    return path
+
+
+def load_ctc(root: str | Path | None = None) -> CTC:
+    """Load and validate a CTC directory (default: the paper's, shipped in ctc/paper)."""
+    root = Path(root) if root is not None else builtin_ctc_dir("paper")
+    meta_file, tasks_file = root / "ctc.toml", root / "tasks.toml"
+    meta, tasks = _read_toml(meta_file), _read_toml(tasks_file)
+    info = _require(meta, "ctc", str(meta_file), dict)
+    quant = _require(meta, "quantization", str(meta_file), dict)
+    rules = tuple(_require(quant, "rules", f"{meta_file} [quantization]", list))
+    default_rule = _require(quant, "default_rule", f"{meta_file} [quantization]", str)
+    if default_rule not in rules:
+        raise CTCError(f"{meta_file} [quantization]: default_rule {default_rule!r} not in rules {rules}")
+    families = _require(meta, "families", str(meta_file), dict)
+    rate = _require(meta, "rate", str(meta_file), dict)
+    vtm_rate = _require(rate, "vtm", f"{meta_file} [rate]", dict)
+    qps = tuple(float(q) for q in _require(vtm_rate, "points", f"{meta_file} [rate.vtm]", list))
+    task_tables = _require(tasks, "tasks", str(tasks_file), dict)
+    specs = {name: _parse_task(name, t, str(tasks_file), list(families)) for name, t in task_tables.items()}
+    return CTC(
+        name=_require(info, "name", f"{meta_file} [ctc]", str),
+        version=_require(info, "version", f"{meta_file} [ctc]", str),
+        title=info.get("title", ""),
+        root=root,
+        sha256=hash_directory(root),
+        bit_depth=int(_require(quant, "bit_depth", f"{meta_file} [quantization]", int)),
+        quant_rules=rules,
+        default_quant_rule=default_rule,
+        qps=qps,
+        families={k: dict(v) for k, v in families.items()},
+        tasks=specs,
+    )
+
+
+def layer_bounds(trunc: Truncation, ndim: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """lo, hi as float64 arrays broadcastable over (N, C, H, W) along axis 1."""
+    shape = (1, len(trunc.lo)) + (1,) * (ndim - 2)
+    return np.array(trunc.lo).reshape(shape), np.array(trunc.hi).reshape(shape)

@@ -1,0 +1,63 @@
+"""The hooks a harness plugin may implement (pluggy).
+
+A plugin is a module (or object) named by an entry point in the group
+`fcm_harness.plugins`; it implements any of these with `@harness.hookimpl`.
+Registration hooks collect from every plugin; look-ups are `firstresult`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from harness.codec import CodecSpec
+    from harness.datasets import DatasetSpec
+
+PROJECT = "fcm_harness"
+ENTRY_POINT_GROUP = "fcm_harness.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def harness_codecs() -> list[CodecSpec]:
+    """Return the codecs this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def harness_codecs():
+            return [CodecSpec(name="mycodec", version="0.1", family="vtm",
+                              input_kind="frame10", factory=MyCodec)]
+    """
+
+
+@hookspec
+def harness_datasets() -> list[DatasetSpec]:
+    """Return built-in datasets this plugin provides (selected with --dataset NAME).
+
+    Example::
+
+        @hookimpl
+        def harness_datasets():
+            return [DatasetSpec(name="demo", description="synthetic CTC shapes",
+                                prepare=make_demo)]
+    """
+
+
+@hookspec(firstresult=True)
+def harness_locate_tool(name: str) -> str | None:
+    """Return the path of an external tool, or None to let other plugins answer.
+
+    Tools are named like "vtm-encoder", "vtm-decoder", "vtm-cfg". The first
+    non-None answer wins, so a site plugin can point the harness at its build.
+
+    Example::
+
+        @hookimpl
+        def harness_locate_tool(name):
+            return {"vtm-encoder": "/opt/vtm/bin/EncoderAppStatic"}.get(name)
+    """

@@ -1,0 +1,110 @@
+"""Safe reading and atomic writing of files.
+
+Features are read with `allow_pickle=False`, always: a pickled object array is
+code, not data. Every failure names the file and says what is wrong with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+import json
+import os
+from pathlib import Path
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from harness.errors import FeatureError, RunError
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int
+
+
+def read_npy_header(path: str | Path) -> NpyHeader:
+    """Read and check a .npy header without loading data: refuses object arrays and truncation."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+    except FileNotFoundError:
+        raise FeatureError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise FeatureError(f"{path}: not a readable .npy file ({exc})") from None
+    if dtype.hasobject:
+        raise FeatureError(f"{path}: holds a pickled object array ({dtype}); "
+                           "features must be plain numeric arrays (pickle is never loaded)")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    available = path.stat().st_size - offset
+    if available < expected:
+        raise FeatureError(f"{path}: truncated .npy: header says {shape} {dtype} "
+                           f"({expected} bytes of data), file has {available}")
+    return NpyHeader(tuple(shape), dtype, bool(fortran), offset)
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    """Load a .npy file without pickle; clear errors for truncated or object files."""
+    header = read_npy_header(path)
+    count = int(np.prod(header.shape, dtype=np.int64))
+    try:
+        with Path(path).open("rb") as fh:
+            fh.seek(header.offset)
+            array = np.fromfile(fh, dtype=header.dtype, count=count)
+    except (ValueError, OSError) as exc:
+        raise FeatureError(f"{path}: cannot read .npy data ({exc})") from None
+    if array.size != count:
+        raise FeatureError(f"{path}: truncated .npy data")
+    if header.fortran:
+        return array.reshape(header.shape[::-1]).transpose()
+    return array.reshape(header.shape)
+
+
+def check_finite(array: np.ndarray, path: str | Path) -> None:
+    """Raise naming the file and the count of NaN/Inf values, if any."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        raise FeatureError(f"{path}: contains non-finite values ({nan} NaN, {inf} Inf)")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one."""
+    _atomic(Path(path), lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    _atomic(Path(path), lambda fh: fh.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    _atomic(Path(path), lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RunError(f"{path.parent}: cannot write here ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

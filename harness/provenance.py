@@ -1,0 +1,69 @@
+"""run.json: what produced a run directory, so results carry their own versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+import platform
+import sys
+from typing import Any
+
+from harness import __version__
+from harness.errors import RunError
+from harness.npyio import atomic_write_json
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "run.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RunError(f"{path}: unreadable run description ({exc}); move it away or use another --out") from None
+
+
+def check_resumable(existing: dict[str, Any], key: dict[str, Any], run_dir: Path) -> None:
+    """A run directory may only be extended with the same codec, options, CTC and data."""
+    old = existing.get("run_key", {})
+    for field in ("codec", "codec_version", "codec_options", "ctc_sha256", "quant_rule", "dataset"):
+        if old.get(field) != key.get(field):
+            raise RunError(f"{run_dir}: holds a run with {field} = {old.get(field)!r}, this run has "
+                           f"{key.get(field)!r}; use another --out directory")
+    for task, fingerprint in key.get("dataset_fingerprints", {}).items():
+        previous = old.get("dataset_fingerprints", {}).get(task)
+        if previous and previous != fingerprint:
+            raise RunError(f"{run_dir}: the '{task}' features or sample list changed since this run started; "
+                           "use another --out directory")
+
+
+def write_run_json(run_dir: Path, existing: dict[str, Any] | None, key: dict[str, Any],
+                   details: dict[str, Any], invocation: dict[str, Any]) -> dict[str, Any]:
+    data = dict(existing or {})
+    merged_key = dict(key)
+    merged_key["dataset_fingerprints"] = {**(existing or {}).get("run_key", {}).get("dataset_fingerprints", {}),
+                                          **key.get("dataset_fingerprints", {})}
+    data.update(details)
+    data["run_key"] = merged_key
+    data["harness_version"] = __version__
+    data["machine"] = machine()
+    data.setdefault("created", invocation["started"])
+    data.setdefault("invocations", []).append(invocation)
+    atomic_write_json(run_dir / "run.json", data)
+    return data

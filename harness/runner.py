@@ -1,0 +1,212 @@
+"""Plan and execute a run: every (task, rate point, sample) of one codec.
+
+Resumable: a job whose record and bitstream are on disk and intact is skipped;
+one that is missing, failed or corrupt is redone. Interrupting a run loses
+nothing already finished, because each job writes its own record atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+import sys
+
+import pandas as pd
+from tqdm import tqdm
+
+from harness.codec import CodecSpec
+from harness.ctc import CTC, load_ctc
+from harness.dataset import Dataset, check_header, check_sample_id, read_id_file
+from harness.errors import DatasetError, HarnessError, RunError
+from harness.executors import Executor, local_executor
+from harness.jobs import Job, registry_for, run_job
+from harness.npyio import atomic_write_json
+from harness.provenance import check_resumable, now, read_run_json, write_run_json
+from harness.registry import Registered
+from harness.results import ResultRecord, is_complete, job_paths, read_record, write_table
+from harness.sources import resolve_dataset
+
+
+@dataclass
+class RunRequest:
+    """Everything `harness run` needs; the CLI only fills this in."""
+
+    codec: str
+    tasks: Sequence[str] | None = None
+    dataset: str | None = None
+    data_root: Path | None = None
+    samples_file: Path | None = None
+    limit: int | None = None
+    out: Path | None = None
+    jobs: int | None = None
+    rate_points: Sequence[float] | None = None
+    codec_options: dict[str, str] = field(default_factory=dict)
+    quant_rule: str | None = None
+    ctc_dir: Path | None = None
+    plugin_modules: tuple[str, ...] = ()
+    command: Sequence[str] = ()
+    progress: bool = True
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    planned: int
+    skipped: int
+    ran: int
+    failures: list[ResultRecord]
+    table: pd.DataFrame
+
+
+def codec_rate_points(spec: CodecSpec, ctc: CTC, task: str) -> tuple[float, ...]:
+    """The codec's rate points for a task: its own, or the CTC's of its family."""
+    points = spec.rate_points
+    if points is None:
+        if not spec.family:
+            raise HarnessError(f"codec '{spec.name}' declares no rate points and no family")
+        return ctc.rate_points(task, spec.family)
+    if isinstance(points, dict) or hasattr(points, "keys"):
+        if task not in points:
+            raise HarnessError(f"codec '{spec.name}' has no rate points for task '{task}'")
+        return tuple(points[task])
+    return tuple(points)
+
+
+def select_rate_points(spec: CodecSpec, available: tuple[float, ...], wanted: Sequence[float] | None,
+                       task: str) -> tuple[float, ...]:
+    if not wanted:
+        return available
+    unknown = [w for w in wanted if not any(abs(w - a) <= 1e-9 * max(1.0, abs(a)) for a in available)]
+    if unknown:
+        listing = ", ".join(f"{a:g}" for a in available)
+        raise HarnessError(f"rate point(s) {', '.join(f'{u:g}' for u in unknown)} not among {spec.name}'s "
+                           f"{spec.rate_parameter} values for '{task}': {listing}")
+    return tuple(a for a in available if any(abs(w - a) <= 1e-9 * max(1.0, abs(a)) for w in wanted))
+
+
+def default_out(dataset_label: str, codec: str) -> Path:
+    return Path("runs") / dataset_label / codec
+
+
+def plan(request: RunRequest, registered: Registered, ctc: CTC, dataset: Dataset, run_dir: Path) -> list[Job]:
+    spec: CodecSpec = registered.spec
+    tasks = list(request.tasks) if request.tasks else dataset.available_tasks()
+    for task in tasks:
+        ctc.task(task)  # unknown task -> "did you mean"
+        if not dataset.has_task(task):
+            raise DatasetError(f"{dataset.task_dir(task)}: the dataset has no '{task}' task")
+    only = read_id_file(request.samples_file) if request.samples_file else None
+    jobs: list[Job] = []
+    missing: list[str] = []
+    for task in tasks:
+        samples = dataset.samples(task, only=only, limit=request.limit)
+        points = select_rate_points(spec, codec_rate_points(spec, ctc, task), request.rate_points, task)
+        for sample in samples:
+            check_sample_id(sample.id, str(dataset.sample_list_path(task)))
+            if not sample.path.exists():
+                missing.append(str(sample.path))
+                continue
+            check_header(sample.path, ctc.task(task))  # shape/dtype/pickle/truncation before any coding
+            for point in points:
+                jobs.append(Job(spec.name, task, spec.rate_parameter, float(point), sample.id, str(sample.path),
+                                str(run_dir), str(ctc.root), request.quant_rule or ctc.default_quant_rule,
+                                tuple(sorted(request.codec_options.items())), request.plugin_modules))
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DatasetError(f"{missing[0]}: listed sample missing{more}")
+    if only is not None and not jobs:
+        raise DatasetError(f"{request.samples_file}: none of its sample ids is in the selected tasks' lists")
+    if not jobs:
+        raise DatasetError("nothing to run: no samples selected")
+    return jobs
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"{run_dir}: output directory is not writable ({exc.strerror or exc})") from None
+
+
+def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome:
+    """Run (or resume) the coding stage for one codec."""
+    ctc = load_ctc(request.ctc_dir)
+    registry = registry_for(request.plugin_modules)
+    registered = registry.codec(request.codec)
+    spec: CodecSpec = registered.spec
+    missing_tool = spec.missing()
+    if missing_tool:
+        raise HarnessError(f"codec '{spec.name}' cannot run here: {missing_tool}")
+    for task in request.tasks or ():
+        ctc.task(task)  # fail on a typo before any dataset is made
+    source = resolve_dataset(request.dataset, request.data_root, ctc, registry, progress=request.progress)
+    run_dir = Path(request.out) if request.out else default_out(source.label, spec.name)
+    prepare_run_dir(run_dir)
+    jobs = plan(request, registered, ctc, source.dataset, run_dir)
+
+    tasks = sorted({j.task for j in jobs})
+    key = {
+        "codec": spec.name, "codec_version": spec.version,
+        "codec_options": dict(sorted(request.codec_options.items())),
+        "ctc_sha256": ctc.sha256, "quant_rule": request.quant_rule or ctc.default_quant_rule,
+        "dataset": source.label,
+        "dataset_fingerprints": {t: source.dataset.fingerprint([t]) for t in tasks},
+    }
+    existing = read_run_json(run_dir)
+    if existing:
+        check_resumable(existing, key, run_dir)
+    pending = [j for j in jobs if not is_complete(run_dir, read_record(job_paths(run_dir, *j.key).record))]
+    invocation = {"started": now(), "command": list(request.command), "planned": len(jobs),
+                  "skipped": len(jobs) - len(pending)}
+    details = {
+        "codec": {"name": spec.name, "version": spec.version, "family": spec.family, "input_kind": spec.input_kind,
+                  "rate_parameter": spec.rate_parameter, "options": key["codec_options"],
+                  "source": registered.source.describe()},
+        "ctc": {"name": ctc.name, "version": ctc.version, "sha256": ctc.sha256, "title": ctc.title},
+        "dataset": {"name": source.label, "synthetic": source.synthetic, "root": str(source.dataset.root),
+                    "samples": {t: len({j.sample for j in jobs if j.task == t}) for t in tasks}},
+    }
+    write_run_json(run_dir, existing, key, details, invocation)
+
+    failures: list[ResultRecord] = []
+    try:
+        failures = _run_jobs(pending, request, executor, spec.name, len(jobs))
+    finally:  # interrupted or not, the table reflects every finished job
+        invocation["finished"] = now()
+        invocation["ran"], invocation["failed"] = len(pending), len(failures)
+        table = write_table(run_dir)
+        _finish_run_json(run_dir, invocation)
+    return RunOutcome(run_dir, len(jobs), len(jobs) - len(pending), len(pending), failures, table)
+
+
+def _run_jobs(pending: list[Job], request: RunRequest, executor: Executor | None, label: str,
+              total: int) -> list[ResultRecord]:
+    failures: list[ResultRecord] = []
+    if not pending:
+        return failures
+    workers = request.jobs or os.cpu_count() or 1
+    executor = executor or local_executor(min(workers, len(pending)))
+    bar = tqdm(total=total, initial=total - len(pending), desc=f"{label}", unit="job",
+               disable=not request.progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for record in executor.run(run_job, pending):
+            if record.status != "ok":
+                failures.append(record)
+                bar.set_postfix(failed=len(failures))
+            bar.update(1)
+    finally:
+        bar.close()
+        executor.close()
+    return failures
+
+
+def _finish_run_json(run_dir: Path, invocation: dict) -> None:
+    data = read_run_json(run_dir) or {}
+    if data.get("invocations"):
+        data["invocations"][-1] = invocation
+    atomic_write_json(run_dir / "run.json", data)

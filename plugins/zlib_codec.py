@@ -1,0 +1,72 @@
+"""The reference codec plugin `zlib`: the smallest complete codec, and the template to copy.
+
+It codes the packed 10-bit frame (input kind "frame10", the VTM family's
+pre-processing) with zlib. Rate point k drops the k least significant bits
+before zlib (k = 0 is lossless) and the decoder puts the mid-point back, so the
+plugin has a real rate-distortion curve to test reports with.
+
+Bitstream: b"ZL" | version (1 byte) | k (1 byte) | height (uint32 LE) |
+width (uint32 LE) | zlib stream of the uint16 LE samples >> k. Everything the
+decoder needs is in these bytes, and the harness counts all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import struct
+import zlib
+
+import numpy as np
+
+from harness import CodecError, CodecSpec, hookimpl
+
+VERSION = "1.0"
+HEADER = struct.Struct("<2sBBII")
+MAGIC, FORMAT = b"ZL", 1
+
+
+class ZlibCodec:
+    def __init__(self, level: int = 9) -> None:
+        self.level = level
+
+    def encode(self, frame: np.ndarray, rate_point: float, task: str) -> bytes:
+        shift = int(rate_point)
+        if not 0 <= shift <= 9:
+            raise CodecError(f"zlib: rate point (dropped bits) must be 0..9, got {rate_point}")
+        samples = (frame.astype("<u2") >> shift).astype("<u2")
+        header = HEADER.pack(MAGIC, FORMAT, shift, *frame.shape)
+        return header + zlib.compress(samples.tobytes(), self.level)
+
+    def decode(self, bitstream: bytes) -> np.ndarray:
+        if len(bitstream) < HEADER.size:
+            raise CodecError(f"zlib: bitstream of {len(bitstream)} bytes is shorter than its header")
+        magic, fmt, shift, height, width = HEADER.unpack_from(bitstream)
+        if magic != MAGIC or fmt != FORMAT:
+            raise CodecError("zlib: not a zlib-plugin bitstream")
+        try:
+            raw = zlib.decompress(bitstream[HEADER.size:])
+        except zlib.error as exc:
+            raise CodecError(f"zlib: corrupt bitstream ({exc})") from None
+        if len(raw) != 2 * height * width:
+            raise CodecError(f"zlib: payload has {len(raw)} bytes, header says {height}x{width}")
+        samples = np.frombuffer(raw, dtype="<u2").reshape(height, width).astype(np.uint16)
+        if shift == 0:
+            return samples
+        mid = 1 << (shift - 1)  # reconstruct at the middle of each dropped-bit interval
+        return np.minimum((samples << shift) + mid, 1023).astype(np.uint16)
+
+
+def make_codec(options: Mapping[str, str]) -> ZlibCodec:
+    unknown = set(options) - {"level"}
+    if unknown:
+        raise CodecError(f"zlib: unknown option(s) {', '.join(sorted(unknown))}; available: level")
+    return ZlibCodec(level=int(options.get("level", 9)))
+
+
+@hookimpl
+def harness_codecs() -> list[CodecSpec]:
+    return [CodecSpec(
+        name="zlib", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
+        rate_parameter="shift", rate_points=(0, 1, 2, 3, 4), options={"level": "9"},
+        description="reference plugin: zlib on the 10-bit frame, k LSBs dropped (k = 0 lossless)",
+    )]

@@ -1,0 +1,48 @@
+"""Codecs that misbehave in the ways a third-party codec can: the runner must survive them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import CodecSpec, hookimpl
+
+
+class Garbage:
+    """Encodes fine, decodes to the wrong shape."""
+
+    def encode(self, data, rate_point, task):
+        return b"x" * 10
+
+    def decode(self, bitstream):
+        return np.zeros((3, 3), np.uint16)
+
+
+class Crashes:
+    def encode(self, data, rate_point, task):
+        raise RuntimeError("encoder exploded")
+
+    def decode(self, bitstream):
+        raise AssertionError("never reached")
+
+
+class NaNFloat:
+    """A float-feature codec that returns NaN."""
+
+    def encode(self, data, rate_point, task):
+        return data.shape[2].to_bytes(4, "little")
+
+    def decode(self, bitstream):
+        t = int.from_bytes(bitstream, "little")
+        return np.full((1, 1, t, 4096), np.nan, np.float32)
+
+
+@hookimpl
+def harness_codecs():
+    return [
+        CodecSpec(name="garbage", version="0", family="vtm", input_kind="frame10", factory=lambda o: Garbage(),
+                  rate_points=(1,)),
+        CodecSpec(name="crashes", version="0", family="vtm", input_kind="frame10", factory=lambda o: Crashes(),
+                  rate_points=(1,)),
+        CodecSpec(name="nanfloat", version="0", family=None, input_kind="feature", factory=lambda o: NaNFloat(),
+                  rate_points=(1,)),
+    ]
