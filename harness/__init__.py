@@ -9,7 +9,15 @@ __version__ = "0.1.0"
 from harness.codec import Codec, CodecSpec, format_rate_point  # noqa: E402
 from harness.datasets import DatasetSpec  # noqa: E402
 from harness.errors import CodecError, HarnessError  # noqa: E402
+from harness.external import run_tool  # noqa: E402
 from harness.hookspecs import hookimpl  # noqa: E402
+
+
+def locate_tool(name: str) -> str | None:
+    """Ask the plugins where an external tool is (`harness_locate_tool` hook); None if nobody knows."""
+    from harness.registry import default_registry
+
+    return default_registry().locate_tool(name)
 
 __all__ = [
     "Codec",
@@ -20,4 +28,6 @@ __all__ = [
     "__version__",
     "format_rate_point",
     "hookimpl",
+    "locate_tool",
+    "run_tool",
 ]

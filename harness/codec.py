@@ -62,6 +62,8 @@ class CodecSpec:
     - availability: returns None when the codec can run here, or a message
       saying what is missing and how to provide it (shown by `harness plugins`).
     - options: option names the factory accepts, with their defaults.
+    - provenance: given the options, facts to record in run.json (e.g. the
+      external encoder's version string).
     """
 
     name: str
@@ -74,6 +76,7 @@ class CodecSpec:
     description: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
     availability: Callable[[], str | None] | None = None
+    provenance: Callable[[Mapping[str, str]], dict[str, str]] | None = None
     external_tools: tuple[str, ...] = ()
     lossless: bool = False
 

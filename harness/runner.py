@@ -166,7 +166,8 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
     details = {
         "codec": {"name": spec.name, "version": spec.version, "family": spec.family, "input_kind": spec.input_kind,
                   "rate_parameter": spec.rate_parameter, "options": key["codec_options"],
-                  "source": registered.source.describe()},
+                  "source": registered.source.describe(),
+                  "tools": spec.provenance(request.codec_options) if spec.provenance else {}},
         "ctc": {"name": ctc.name, "version": ctc.version, "sha256": ctc.sha256, "title": ctc.title},
         "dataset": {"name": source.label, "synthetic": source.synthetic, "root": str(source.dataset.root),
                     "samples": {t: len({j.sample for j in jobs if j.task == t}) for t in tasks}},

@@ -1,0 +1,178 @@
+"""The `vtm` anchor: VVC intra coding with the user's VTM build, exactly as the CTC says.
+
+VTM is not on any package registry: point the harness at a build with
+  HARNESS_VTM_DIR=<VTM tree>  (bin/EncoderApp*, bin/DecoderApp*, cfg/encoder_intra_vtm.cfg)
+or the single files HARNESS_VTM_ENCODER, HARNESS_VTM_DECODER, HARNESS_VTM_CFG,
+or codec options -o encoder=... -o decoder=... -o cfg=..., or a plugin's
+`harness_locate_tool` hook ("vtm-encoder", "vtm-decoder", "vtm-cfg").
+
+The encoder command line is the CTC's (paper §6.1.2; official vtm_baseline.py)
+plus `-o rec.yuv`, which only adds the encoder's reconstruction file: the
+bitstream stays byte-identical. The reconstruction is compared with what
+DecoderApp makes of the bitstream, so an encoder/decoder mismatch fails the
+job instead of being measured. The whole .bin is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+import glob
+import os
+from pathlib import Path
+import re
+import tempfile
+
+import numpy as np
+
+from harness import CodecError, CodecSpec, hookimpl, locate_tool, run_tool
+from harness_plugins.vvc_sps import parse_sps
+
+VERSION = "1.0"
+ENV_DIR, ENV_ENCODER, ENV_DECODER, ENV_CFG = "HARNESS_VTM_DIR", "HARNESS_VTM_ENCODER", "HARNESS_VTM_DECODER", "HARNESS_VTM_CFG"
+DEFAULT_TIMEOUT_S = 6 * 3600.0  # supplement Table 2: up to ~4 h for one dpt feature at QP 22
+
+
+@dataclass(frozen=True)
+class VtmTools:
+    encoder: Path
+    decoder: Path
+    cfg: Path
+
+
+def _first(pattern: str) -> str | None:
+    found = sorted(glob.glob(pattern))
+    return found[0] if found else None
+
+
+def _candidates(options: Mapping[str, str]) -> dict[str, str | None]:
+    root = os.environ.get(ENV_DIR)
+    from_dir = {
+        "encoder": _first(f"{root}/bin/EncoderApp*") if root else None,
+        "decoder": _first(f"{root}/bin/DecoderApp*") if root else None,
+        "cfg": _first(f"{root}/cfg/encoder_intra_vtm.cfg") if root else None,
+    }
+    env = {"encoder": os.environ.get(ENV_ENCODER), "decoder": os.environ.get(ENV_DECODER), "cfg": os.environ.get(ENV_CFG)}
+    return {key: options.get(key) or locate_tool(f"vtm-{key}") or env[key] or from_dir[key]
+            for key in ("encoder", "decoder", "cfg")}
+
+
+def find_tools(options: Mapping[str, str] | None = None) -> VtmTools | str:
+    """The VTM tools, or a message saying what is missing and how to provide it."""
+    found = _candidates(options or {})
+    missing = [k for k, v in found.items() if not v or not Path(v).is_file()]
+    if missing:
+        names = {"encoder": "EncoderApp", "decoder": "DecoderApp", "cfg": "encoder_intra_vtm.cfg"}
+        return (f"VTM not found ({', '.join(names[m] for m in missing)} missing): build VTM-23.3 "
+                f"(JVET's VVCSoftware_VTM) and set {ENV_DIR} to its tree, or set "
+                f"{ENV_ENCODER}, {ENV_DECODER} and {ENV_CFG}")
+    return VtmTools(Path(found["encoder"]), Path(found["decoder"]), Path(found["cfg"]))
+
+
+def encoder_args(tools: VtmTools, yuv: Path, bitstream: Path, qp: int, width: int, height: int,
+                 recon: Path | None) -> list[str]:
+    """The CTC encoder command line (official vtm_baseline.py), with `-o` naming the reconstruction."""
+    return [str(tools.encoder), "-c", str(tools.cfg), "-i", str(yuv), "-o", str(recon) if recon else "",
+            "-b", str(bitstream), "-q", str(qp), "--ConformanceWindowMode=1", "-wdt", str(width),
+            "-hgt", str(height), "-f", "1", "-fr", "1", "--InternalBitDepth=10", "--InputBitDepth=10",
+            "--InputChromaFormat=400", "--OutputBitDepth=10"]
+
+
+def decoder_args(tools: VtmTools, bitstream: Path, out: Path) -> list[str]:
+    return [str(tools.decoder), "-b", str(bitstream), "-o", str(out)]
+
+
+def read_frame(path: Path, height: int, width: int, what: str) -> np.ndarray:
+    data = np.fromfile(path, dtype="<u2") if path.exists() else np.empty(0, "<u2")
+    if data.size < height * width:
+        raise CodecError(f"vtm: {what} has {data.size} samples, expected {height}x{width} = {height * width}")
+    if data.size == height * width:
+        return data.reshape(height, width).astype(np.uint16)
+    # an uncropped picture (padded to the CU size): crop the conformance window's top-left part
+    padded_w = -(-width // 8) * 8
+    rows = data.size // padded_w
+    return data[: rows * padded_w].reshape(rows, padded_w)[:height, :width].astype(np.uint16)
+
+
+def version_string(tools: VtmTools) -> str:
+    """VTM's version as EncoderApp prints it (provenance); '' when it does not say."""
+    try:
+        out = run_tool([tools.encoder, "--version"], timeout=30, name="EncoderApp")
+    except CodecError as exc:  # some builds exit non-zero after printing their banner
+        out = str(exc).encode()
+    match = re.search(rb"VTM software: Encoder Version ([\w.\-]+)", out)
+    return match.group(1).decode() if match else ""
+
+
+class VtmCodec:
+    def __init__(self, tools: VtmTools, timeout: float, check_recon: bool, log_dir: Path | None) -> None:
+        self.tools, self.timeout, self.check_recon, self.log_dir = tools, timeout, check_recon, log_dir
+
+    def encode(self, frame: np.ndarray, rate_point: float, task: str) -> bytes:
+        qp = int(rate_point)
+        height, width = frame.shape
+        with tempfile.TemporaryDirectory(prefix="vtm-") as tmp:
+            tmp = Path(tmp)
+            frame.astype("<u2").tofile(tmp / "in.yuv")
+            recon = tmp / "rec.yuv" if self.check_recon else None
+            log = self.log_dir / f"{task}-qp{qp}-{os.getpid()}.log" if self.log_dir else None
+            run_tool(encoder_args(self.tools, tmp / "in.yuv", tmp / "out.bin", qp, width, height, recon),
+                     timeout=self.timeout, cwd=tmp, log=log, name="EncoderApp")
+            if not (tmp / "out.bin").exists():
+                raise CodecError("vtm: EncoderApp wrote no bitstream")
+            bitstream = (tmp / "out.bin").read_bytes()
+            if recon is not None:
+                decoded = self.decode(bitstream)
+                if not np.array_equal(decoded, read_frame(recon, height, width, "the encoder's reconstruction")):
+                    raise CodecError("vtm: DecoderApp's output differs from EncoderApp's reconstruction")
+            return bitstream
+
+    def decode(self, bitstream: bytes) -> np.ndarray:
+        try:
+            sps = parse_sps(bitstream)
+        except (ValueError, IndexError) as exc:
+            raise CodecError(f"vtm: cannot read the picture size from the bitstream ({exc})") from None
+        with tempfile.TemporaryDirectory(prefix="vtm-dec-") as tmp:
+            tmp = Path(tmp)
+            (tmp / "in.bin").write_bytes(bitstream)
+            run_tool(decoder_args(self.tools, tmp / "in.bin", tmp / "dec.yuv"), timeout=self.timeout, cwd=tmp,
+                     name="DecoderApp")
+            return read_frame(tmp / "dec.yuv", sps.height, sps.width, "DecoderApp's output")
+
+
+def make_codec(options: Mapping[str, str]) -> VtmCodec:
+    unknown = set(options) - {"encoder", "decoder", "cfg", "timeout", "check_recon", "log_dir"}
+    if unknown:
+        raise CodecError(f"vtm: unknown option(s) {', '.join(sorted(unknown))}; "
+                         "available: encoder, decoder, cfg, timeout, check_recon, log_dir")
+    tools = find_tools(options)
+    if isinstance(tools, str):
+        raise CodecError(tools)
+    log_dir = Path(options["log_dir"]) if options.get("log_dir") else None
+    return VtmCodec(tools, float(options.get("timeout", DEFAULT_TIMEOUT_S)),
+                    options.get("check_recon", "1") not in ("0", "false", "no"), log_dir)
+
+
+def availability() -> str | None:
+    tools = find_tools()
+    return tools if isinstance(tools, str) else None
+
+
+def provenance(options: Mapping[str, str]) -> dict[str, str]:
+    tools = find_tools(options)
+    if isinstance(tools, str):
+        return {}
+    return {"vtm_version": version_string(tools), "encoder": str(tools.encoder), "decoder": str(tools.decoder),
+            "cfg": str(tools.cfg)}
+
+
+@hookimpl
+def harness_codecs() -> list[CodecSpec]:
+    return [CodecSpec(
+        name="vtm", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
+        rate_parameter="qp", rate_points=None, external_tools=("EncoderApp", "DecoderApp"),
+        options={"encoder": "", "decoder": "", "cfg": "", "timeout": str(DEFAULT_TIMEOUT_S), "check_recon": "1",
+                 "log_dir": ""},
+        availability=availability, provenance=provenance,
+        description="VVC intra with the reference VTM-23.3 (the CTC anchor; user-installed)",
+    )]
