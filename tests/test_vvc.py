@@ -1,0 +1,87 @@
+"""The vvc plugin, for real: VVenC and FFmpeg's native VVC decoder from imageio-ffmpeg."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.registry import Registry
+from harness.testing import check_codec
+from harness_plugins import vvc
+from harness_plugins.vvc_sps import parse_sps
+
+pytestmark = pytest.mark.skipif(vvc.availability() is not None, reason=f"{vvc.availability()}")
+
+
+def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(rng.standard_normal((h, w)), axis=1) * 3
+    return np.clip(512 + smooth + rng.standard_t(4, (h, w)) * 20, 0, 1023).astype(np.uint16)
+
+
+def test_conformance_on_small_frames_all_qps():
+    spec = Registry().codec("vvc").spec
+    report = check_codec(spec, tasks=("cls", "csr", "tti"), shapes={"cls": (1, 1, 33, 64), "csr": (1, 1, 17, 128),
+                                                                     "tti": (1, 16, 16, 16)}, fresh_process=True)
+    assert all(len(bits) == 5 for bits in report.bits.values())
+
+
+@pytest.mark.parametrize("h,w", [(33, 64), (34, 62), (17, 130)])
+def test_odd_and_even_sizes_come_back_exactly_sized(h, w):
+    codec = vvc.make_codec({})
+    stream = codec.encode(frame(h, w), 22, "cls")
+    decoded = codec.decode(stream)
+    assert decoded.shape == (h, w) and decoded.dtype == np.uint16
+    sps = parse_sps(stream)
+    assert (sps.chroma_format_idc, sps.width, sps.height) == (0, w, h)  # a real 4:0:0 stream
+
+
+def test_high_rate_keeps_more_than_low_rate():
+    f = frame(64, 128)
+    codec = vvc.make_codec({})
+    errors = []
+    for qp in (22, 42):
+        decoded = codec.decode(codec.encode(f, qp, "cls")).astype(float)
+        errors.append(np.mean((decoded - f) ** 2))
+    assert 4 * errors[0] < errors[1]  # QP 22 keeps far more of the frame than QP 42
+
+
+def test_checked_stream_equals_the_plain_encoder_output():
+    f = frame(40, 96, seed=3)
+    checked = vvc.make_codec({}).encode(f, 27, "cls")
+    plain = vvc.make_codec({"check_recon": "0"}).encode(f, 27, "cls")
+    assert checked == plain  # the picture-hash SEI used for the check is not in the counted stream
+
+
+def test_picture_hash_mismatch_is_caught(monkeypatch):
+    codec = vvc.make_codec({})
+    real = codec._decode
+
+    def tampered(bitstream, crop):
+        out = real(bitstream, crop).copy()
+        out[0, 0] ^= 1
+        return out
+
+    monkeypatch.setattr(codec, "_decode", tampered)
+    with pytest.raises(Exception, match="differs from the encoder's reconstruction"):
+        codec.encode(frame(16, 32), 32, "cls")
+
+
+def test_bad_options_and_qps():
+    with pytest.raises(Exception, match="unknown preset 'fastest'; available: faster, fast"):
+        vvc.make_codec({"preset": "fastest"})
+    with pytest.raises(Exception, match="unknown option"):
+        vvc.make_codec({"qp": "3"})
+    with pytest.raises(Exception, match="QP must be an integer 0..63"):
+        vvc.make_codec({}).encode(frame(8, 8), 22.5, "cls")
+
+
+def test_run_on_demo_tti_all_qps(tmp_path):
+    from harness.runner import RunRequest, execute
+    outcome = execute(RunRequest(codec="vvc", tasks=["tti"], limit=2, out=tmp_path / "run", progress=False, jobs=2))
+    table = outcome.table
+    assert len(table) == 10 and (table.status == "ok").all()
+    by_qp = table.groupby("rate_point").bpfp.mean()
+    assert list(by_qp.index) == [22, 27, 32, 37, 42] and by_qp.is_monotonic_decreasing
+    from harness.verify import verify_run
+    assert all(r.ok for r in verify_run(outcome.run_dir, workers=2))
