@@ -215,6 +215,63 @@ def show_ctc(ctc: CtcOpt = None) -> None:
 
 
 @app.command()
+def compare(
+    anchor: Annotated[str, typer.Argument(help="Anchor name (e.g. paper-vtm) or run directory.")],
+    test: Annotated[str, typer.Argument(help="Anchor name or run directory to compare against it.")],
+    on: Annotated[str, typer.Option(help="metric (task metric) or mse (feature MSE).")] = "metric",
+    method: Annotated[str, typer.Option(help="pchip (JVET/MPEG), akima or cubic (VCEG-M33).")] = "pchip",
+    policy: Annotated[str, typer.Option(help="Non-monotonic curves: nan (report why) or drop (dominated points).")] = "nan",
+    format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    ctc: CtcOpt = None,
+) -> None:
+    """BD-rate and BD-metric of TEST against ANCHOR, per task and averaged."""
+    import json
+
+    from harness.ctc import load_ctc
+    from harness.curves import compare as compare_curves, mean_bd_rate, resolve_curve
+
+    spec = load_ctc(ctc)
+    if method not in ("pchip", "akima", "cubic") or policy not in ("nan", "drop"):
+        raise HarnessError(f"--method must be pchip, akima or cubic and --policy nan or drop; got {method}, {policy}")
+    a, b = resolve_curve(anchor, spec, on), resolve_curve(test, spec, on)
+    rows = compare_curves(a, b, on=on, method=method, policy=policy)
+    mean, mean_note = mean_bd_rate(rows)
+    if format == "json":
+        tasks = {r.task: {"bd_rate_percent": r.rate.value if r.rate.ok else None, "reason": r.rate.reason or None,
+                          "bd_metric": r.metric.value if r.metric.ok else None, "overlap": r.rate.overlap,
+                          "notes": list(r.rate.notes)} for r in rows}
+        typer.echo(json.dumps({"anchor": a.name, "test": b.name, "on": on, "method": method, "policy": policy,
+                               "anchor_source": a.source, "test_source": b.source, "tasks": tasks,
+                               "mean_bd_rate_percent": mean, "mean_note": mean_note}, indent=2))
+        return
+    if format != "table":
+        raise HarnessError(f"--format must be table or json, got {format!r}")
+    typer.echo(f"BD of {b.name} against {a.name} on {on} ({method}, non-monotonic policy '{policy}')")
+    typer.echo(f"{'task':5} {'BD-rate':>10} {'BD-metric':>10} {'overlap':>8}  note")
+    for r in rows:
+        rate = f"{r.rate.value:+.2f} %" if r.rate.ok else "n/a"
+        metric = f"{r.metric.value:+.4g}" if r.metric.ok else "n/a"
+        note = r.rate.reason or "; ".join(n for n in r.rate.notes if "warning" not in n)[:120]
+        typer.echo(f"{r.task:5} {rate:>10} {metric:>10} {r.rate.overlap:8.2f}  {note}")
+    typer.echo(f"mean  {'n/a' if mean is None else f'{mean:+.2f} %':>10}   ({mean_note})")
+
+
+@app.command()
+def promote(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    name: Annotated[str, typer.Argument(help="Anchor name to create.")],
+    to: Annotated[Path, typer.Option(help="Directory of anchor sheets (put it in $FCM_HARNESS_ANCHORS).")] = Path("anchors"),
+    ctc: CtcOpt = None,
+) -> None:
+    """Save a run's per-rate-point curve as an anchor sheet others can compare against."""
+    from harness.ctc import load_ctc
+    from harness.curves import promote_run
+
+    path = promote_run(run_dir, name, load_ctc(ctc), to)
+    typer.echo(f"wrote anchor '{name}' to {path}")
+
+
+@app.command()
 def version() -> None:
     """Print the harness version."""
     typer.echo(__version__)

@@ -1,0 +1,1 @@
+"""Anchor result sheets (tidy CSV): the paper's published points and reproduced runs."""
