@@ -257,6 +257,24 @@ def compare(
 
 
 @app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    anchor: Annotated[Optional[list[str]], typer.Option("--anchor", "-a", help="Anchor (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default RUN_DIR/report).")] = None,
+    method: Annotated[str, typer.Option()] = "pchip",
+    policy: Annotated[str, typer.Option()] = "nan",
+    ctc: CtcOpt = None,
+) -> None:
+    """Write the HTML report, xlsx workbook, CSVs and pictures of a run against anchors."""
+    from harness.ctc import load_ctc
+    from harness.report import DEFAULT_ANCHORS, build_report
+
+    files = build_report(run_dir, load_ctc(ctc), tuple(anchor or DEFAULT_ANCHORS), out, method, policy)
+    typer.echo(f"report: {files.html}\nworkbook: {files.workbook}\nBD table: {files.bd_csv}\n"
+               f"pictures: {len(files.figures)} in {files.html.parent / 'figures'}")
+
+
+@app.command()
 def promote(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     name: Annotated[str, typer.Argument(help="Anchor name to create.")],

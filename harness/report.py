@@ -1,0 +1,185 @@
+"""`harness report RUN_DIR`: HTML, workbook, CSV and pictures of a run against anchors.
+
+Per task: rate-accuracy (R-A) and rate-distortion curves against every anchor,
+the rate-accuracy-drop curve (R-AD: % drop of the metric from the original
+features; 1/RMSE for dpt, as the paper does), the distortion-accuracy fit (R²
+of the metric on feature MSE, paper Table 5), BD-rate/BD-metric tables, and
+coding times with their ratio to the anchor's. The report states on its face
+the CTC, dataset (and whether it is synthetic), sample counts, anchor
+sources, BD method and monotonicity policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+import json
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from harness.ctc import CTC
+from harness.curves import Curve, compare, load_anchor, load_run_curve
+from harness.figures import curve_plot, scatter_fit
+from harness.npyio import atomic_write_text
+
+DEFAULT_ANCHORS = ("paper-vtm", "paper-hyperprior")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    workbook: Path
+    bd_csv: Path
+    points_csv: Path
+    figures: list[Path]
+
+
+def accuracy_drop(values: pd.Series, original: float, task: str) -> pd.Series:
+    """% drop of the metric from the original features (dpt: of 1/RMSE; FID has no drop)."""
+    if task == "dpt":
+        return 100 * (1 / original - 1 / values) / (1 / original)
+    return 100 * (original - values) / original
+
+
+def r_squared(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 3 or np.ptp(x) == 0:
+        return float("nan")
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    total = np.sum((y - y.mean()) ** 2)
+    return float(1 - np.sum(residual**2) / total) if total > 0 else float("nan")
+
+
+def _originals(run_dir: Path) -> dict[str, float]:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    metrics = pd.read_csv(path)
+    orig = metrics[metrics.rate_point.astype(str) == "orig"]
+    return dict(zip(orig.task, orig.value))
+
+
+def _complexity(anchor: str) -> pd.DataFrame:
+    sheet = Path(str(resources.files("harness_anchors"))) / "paper-complexity.csv"
+    codec = anchor.removeprefix("paper-")
+    frame = pd.read_csv(sheet)
+    return frame[(frame.codec == codec) & (frame.phase == "encode")]
+
+
+def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANCHORS, out: Path | None = None,
+                 method: str = "pchip", policy: str = "nan") -> ReportFiles:
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir / "report"
+    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    run = load_run_curve(run_dir, ctc, on="mse")
+    run.name = meta["codec"]["name"]
+    anchor_curves = [load_anchor(a) for a in anchors]
+    has_metric = "metric" in run.points and not run.points.metric.isna().all()
+    originals = _originals(run_dir)
+    paper_original = load_anchor("paper-original").points.set_index("task").metric.to_dict()
+    figures: list[Path] = []
+    sections, bd_rows = [], []
+    for task in run.tasks:
+        spec = ctc.task(task)
+        curves = [run, *anchor_curves]
+        section = {"task": task, "title": spec.title, "metric": spec.metric, "unit": spec.metric_unit,
+                   "higher_is_better": spec.higher_is_better, "figures": [], "bd": [], "points": [], "r2": None}
+        pictures = out / "figures"
+        section["figures"].append(curve_plot(task, curves, "mse", "feature MSE", pictures / f"{task}-rd")[0])
+        if has_metric:
+            section["figures"].append(curve_plot(task, curves, "metric", f"{spec.metric} {spec.metric_unit}",
+                                                 pictures / f"{task}-ra")[0])
+            if task != "tti" and task in originals:
+                drop_curves = []
+                for curve in curves:
+                    base = originals[task] if curve is run else paper_original.get(task)
+                    if base is None:
+                        continue
+                    shown = curve.points.copy()
+                    shown["drop"] = accuracy_drop(shown.metric, base, task)
+                    drop_curves.append(Curve(curve.name, shown, curve.source))
+                section["figures"].append(curve_plot(task, drop_curves, "drop", "accuracy drop %",
+                                                     pictures / f"{task}-rad")[0])
+            points = run.task(task).dropna(subset=["metric"])
+            section["r2"] = r_squared(points.mse.to_numpy(), points.metric.to_numpy())
+            section["figures"].append(scatter_fit(task, points.mse, points.metric, section["r2"], "feature MSE",
+                                                  spec.metric, pictures / f"{task}-da")[0])
+        for anchor in anchor_curves:
+            if task not in anchor.tasks:
+                continue
+            ons = ["metric", "mse"] if has_metric else ["mse"]
+            for on in ons:
+                result = compare(anchor, _only(run, task), on=on, method=method, policy=policy)[0]
+                row = {"task": task, "anchor": anchor.name, "on": on,
+                       "bd_rate_percent": result.rate.value, "bd_metric": result.metric.value,
+                       "overlap": result.rate.overlap, "reason": result.rate.reason,
+                       "notes": "; ".join(result.rate.notes)}
+                section["bd"].append(row)
+                bd_rows.append(row)
+        # published per-QP encode times (supplement Table 2) where the anchor has them
+        reference = {}
+        for name in anchors:
+            table = _complexity(name)
+            table = table[(table.task == task) & (table.kind == "exact")].sort_values("rate_point")
+            if len(table):
+                reference[name] = table.seconds.tolist()
+        for index, point in enumerate(run.task(task).itertuples()):
+            row = {"rate_point": f"{point.rate_parameter}{point.rate_point:g}", "samples": point.samples,
+                   "bpfp": point.bpfp, "mse": point.mse, "metric": getattr(point, "metric", float("nan")),
+                   "enc_s": point.enc_s, "dec_s": point.dec_s, "constant": int(point.constant_recon)}
+            for name, seconds in reference.items():
+                row[f"enc_speedup_vs_{name}"] = (seconds[index] / point.enc_s
+                                                 if index < len(seconds) and point.enc_s > 0 else float("nan"))
+            section["points"].append(row)
+        sections.append(section)
+
+    out.mkdir(parents=True, exist_ok=True)
+    bd = pd.DataFrame(bd_rows)
+    points = run.points
+    bd_csv, points_csv = out / "bd.csv", out / "points.csv"
+    atomic_write_text(bd_csv, bd.to_csv(index=False))
+    atomic_write_text(points_csv, points.to_csv(index=False))
+    workbook = write_workbook(out / "report.xlsx", sections, bd)
+    context = {
+        "codec": meta["codec"], "ctc": meta["ctc"], "dataset": meta["dataset"], "run_dir": str(run_dir),
+        "anchors": [{"name": a.name, "source": a.source} for a in anchor_curves], "method": method,
+        "policy": policy, "sections": sections, "has_metric": has_metric,
+        "fig": lambda p: Path(p).relative_to(out).as_posix(),
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("harness_reports"))),
+                             undefined=jinja2.StrictUndefined, autoescape=True)
+    html = out / "report.html"
+    atomic_write_text(html, env.get_template("report.html.j2").render(**context))
+    for section in sections:
+        figures += [Path(f) for f in section["figures"]]
+    return ReportFiles(html, workbook, bd_csv, points_csv, figures)
+
+
+def _only(curve: Curve, task: str) -> Curve:
+    return Curve(curve.name, curve.points[curve.points.task == task], curve.source)
+
+
+def write_workbook(path: Path, sections: list[dict], bd: pd.DataFrame) -> Path:
+    """One sheet per task in the CTC layout, and a summary sheet of BD-rates (xlsxwriter)."""
+    import xlsxwriter
+
+    tmp = path.with_suffix(".xlsx.tmp")
+    book = xlsxwriter.Workbook(str(tmp), {"nan_inf_to_errors": True})
+    bold = book.add_format({"bold": True})
+    summary = book.add_worksheet("summary")
+    headers = ["task", "anchor", "on", "bd_rate_percent", "bd_metric", "overlap", "reason"]
+    summary.write_row(0, 0, headers, bold)
+    for r, row in enumerate(bd.to_dict("records") if not bd.empty else [], 1):
+        summary.write_row(r, 0, [row[h] for h in headers])
+    for section in sections:
+        sheet = book.add_worksheet(section["task"])
+        columns = list(section["points"][0].keys()) if section["points"] else []
+        sheet.write_row(0, 0, columns, bold)
+        for r, row in enumerate(section["points"], 1):
+            sheet.write_row(r, 0, [row[c] for c in columns])
+    book.close()
+    tmp.replace(path)
+    return path

@@ -1,0 +1,62 @@
+"""`harness report` writes the HTML, workbook, CSVs and every picture it references."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pandas as pd
+
+from harness.cli import main
+from harness.report import accuracy_drop, r_squared
+from harness.runner import RunRequest, execute
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.refs.append(attrs["src"])
+        if tag == "a" and "href" in attrs:
+            self.refs.append(attrs["href"])
+
+
+def test_report_on_a_demo_run(tmp_path, capsys):
+    run = execute(RunRequest(codec="zlib", tasks=["cls", "tti"], limit=2, out=tmp_path / "run", jobs=1,
+                             progress=False)).run_dir
+    assert main(["report", str(run)]) == 0
+    report = run / "report"
+    html = (report / "report.html").read_text()
+    parser = _Refs()
+    parser.feed(html)
+    assert parser.refs and all((report / ref).exists() and (report / ref).stat().st_size > 0 for ref in parser.refs)
+    assert "synthetic demo features" in html and "pchip" in html and "policy &#39;nan&#39;" in html
+    assert "fcm-lm-paper 1.0" in html and "paper Table 3" in html
+    assert (report / "figures" / "cls-rd.svg").exists()
+    sheets = pd.read_excel(report / "report.xlsx", sheet_name=None) if _has_openpyxl() else None
+    assert (report / "report.xlsx").stat().st_size > 1000
+    if sheets:
+        assert {"summary", "cls", "tti"} <= set(sheets)
+    bd = pd.read_csv(report / "bd.csv")
+    assert set(bd.anchor) == {"paper-vtm", "paper-hyperprior"} and set(bd.task) == {"cls", "tti"}
+
+
+def _has_openpyxl() -> bool:
+    try:
+        import openpyxl  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def test_accuracy_drop_and_r2_hand_worked():
+    assert list(accuracy_drop(pd.Series([100.0, 90.0]), 100.0, "cls")) == [0.0, 10.0]
+    # dpt: drop of 1/RMSE; RMSE 0.5 from 0.4 -> (2.5 - 2) / 2.5 = 20 %
+    assert accuracy_drop(pd.Series([0.5]), 0.4, "dpt").iloc[0] == 20.0
+    import numpy as np
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert r_squared(x, 2 * x + 1) == 1.0
+    assert abs(r_squared(x, np.array([1.0, 3.0, 2.0, 4.0])) - 0.64) < 1e-12
