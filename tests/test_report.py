@@ -33,7 +33,7 @@ def test_report_on_a_demo_run(tmp_path, capsys):
     parser = _Refs()
     parser.feed(html)
     assert parser.refs and all((report / ref).exists() and (report / ref).stat().st_size > 0 for ref in parser.refs)
-    assert "synthetic demo features" in html and "pchip" in html and "policy &#39;nan&#39;" in html
+    assert "synthetic demo features" in html and "pchip" in html and "policy 'nan'" in html
     assert "fcm-lm-paper 1.0" in html and "paper Table 3" in html
     assert (report / "figures" / "cls-rd.svg").exists()
     sheets = pd.read_excel(report / "report.xlsx", sheet_name=None) if _has_openpyxl() else None
