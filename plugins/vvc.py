@@ -9,8 +9,13 @@ Both come inside the `imageio-ffmpeg` wheel. Settings (measured; see VVC-NOTES):
 - `-qpa 0` and `BIM=0`: no perceptual or block-importance QP adaptation (they
   optimize for viewers, not features); the QP is flat over the picture.
 - `-g 1`, one thread per encoder: all intra; parallelism comes from the runner.
-Odd sizes need no header: VVenC pads internally and signals a conformance
-window, which the decoder crops. The whole Annex-B stream is counted.
+Odd sizes need no header: VVenC pads to a multiple of 8 and signals a
+conformance window (in single samples for 4:0:0), which the decoder crops.
+The whole Annex-B stream is counted. The stream goes to a file, never stdout:
+VVenC prints configuration notes on stdout. Known limit: ffmpeg's wrapper
+reserves W x H bytes for the output, so a frame needing more than 8 bits per
+sample (pure 10-bit noise at QP <= 10) or a tiny frame (<= 16 samples a side)
+fails with "Generic error in an external library"; CTC frames are far from it.
 
 Encoder/decoder agreement: with `check_recon=1` (default) the encoder also
 writes an MD5 picture-hash SEI; the stream is decoded uncropped and its MD5
@@ -67,9 +72,11 @@ def encoder_args(exe: str, width: int, height: int, qp: int, preset: str, thread
 
 
 def decoder_args(exe: str, crop: bool = True) -> list[str]:
+    """No -pix_fmt: a 4:0:0 stream comes out as mono10 as it is, and anything else is
+    refused by `parse_y4m_gray10` (asking for gray10le would range-convert a 4:2:0 stream)."""
     return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1",
             *([] if crop else ["-apply_cropping", "0"]),
-            "-f", "vvc", "-i", "pipe:0", "-f", "yuv4mpegpipe", "-strict", "-1", "-pix_fmt", "gray10le", "pipe:1"]
+            "-f", "vvc", "-i", "pipe:0", "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1"]
 
 
 def yuv420_input(frame: np.ndarray) -> bytes:
