@@ -11,6 +11,7 @@ from harness.datasets import DatasetSpec  # noqa: E402
 from harness.errors import CodecError, HarnessError  # noqa: E402
 from harness.external import run_tool  # noqa: E402
 from harness.hookspecs import hookimpl  # noqa: E402
+from harness.processing import pad_to_multiple, unpad  # noqa: E402
 
 
 def locate_tool(name: str) -> str | None:
@@ -29,5 +30,7 @@ __all__ = [
     "format_rate_point",
     "hookimpl",
     "locate_tool",
+    "pad_to_multiple",
     "run_tool",
+    "unpad",
 ]

@@ -257,6 +257,45 @@ def compare(
 
 
 @app.command()
+def train(
+    codec: Annotated[str, typer.Option("--codec", "-c", help="A learned codec plugin, e.g. hyperprior.")],
+    task: Annotated[str, typer.Option("--task", "-t")],
+    features: Annotated[Path, typer.Option(help="Folder of .npy training features of the task.")],
+    lam: Annotated[Optional[str], typer.Option("--lambda", help="Rate point (λ); 'all' for the task's five.")] = "all",
+    out: Annotated[Optional[Path], typer.Option(help="Checkpoint folder (default checkpoints/<task>).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Default: the CTC's for the task.")] = None,
+    batch: Annotated[Optional[int], typer.Option(min=1)] = None,
+    crop: Annotated[Optional[str], typer.Option(help="HxW, e.g. 256x256 (default: the CTC's).")] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1)] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when present).")] = None,
+    ctc: CtcOpt = None,
+) -> None:
+    """Train a learned codec (CTC settings by default; resumes from the last checkpoint)."""
+    from harness.ctc import load_ctc
+    from harness.registry import default_registry
+    from harness.runner import codec_rate_points
+    from harness.training import train_codec
+
+    spec_ctc = load_ctc(ctc)
+    spec = default_registry().codec(codec).spec
+    missing = spec.missing()
+    if missing:
+        raise HarnessError(f"codec '{spec.name}' cannot run here: {missing}")
+    points = codec_rate_points(spec, spec_ctc, task) if lam in (None, "all") else _split_numbers(lam)
+    size = None
+    if crop:
+        try:
+            size = [int(v) for v in crop.lower().split("x")]
+        except ValueError:
+            raise HarnessError(f"--crop must be HxW, got {crop!r}") from None
+    overrides = {"epochs": epochs, "batch": batch, "crop": size, "steps_per_epoch": steps_per_epoch, "device": device}
+    for point in points:
+        result = train_codec(spec, spec_ctc, task, point, features, out or Path("checkpoints") / task, overrides,
+                             log=typer.echo)
+        typer.echo(f"checkpoint: {result['checkpoint']}")
+
+
+@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     anchor: Annotated[Optional[list[str]], typer.Option("--anchor", "-a", help="Anchor (repeatable).")] = None,

@@ -64,6 +64,10 @@ class CodecSpec:
     - options: option names the factory accepts, with their defaults.
     - provenance: given the options, facts to record in run.json (e.g. the
       external encoder's version string).
+    - trainer: for learned codecs, `trainer(frames, rate_point, out_dir,
+      settings, log) -> checkpoint path`; `harness train` prepares the frames
+      (the codec's input kind, from a folder of features) and the settings
+      (the CTC's per-task training table, overridable).
     """
 
     name: str
@@ -77,6 +81,7 @@ class CodecSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     availability: Callable[[], str | None] | None = None
     provenance: Callable[[Mapping[str, str]], dict[str, str]] | None = None
+    trainer: Callable[..., object] | None = None
     external_tools: tuple[str, ...] = ()
     lossless: bool = False
 

@@ -24,13 +24,13 @@ import numpy as np
 
 from harness import DatasetSpec, hookimpl
 
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 # samples per task; seg crop counts and csr token counts vary like the real sets
 SEG_CROPS = (2, 1, 3)
 CSR_TOKENS = (186, 153, 259, 171, 208, 164)
 COUNTS = {"cls": 6, "seg": len(SEG_CROPS), "dpt": 1, "csr": len(CSR_TOKENS), "tti": 6}
 DPT_LAYERS = (  # (base scale, outlier magnitude, positive tail) per layer, after the real ranges
-    (0.35, 2.2, 3.2), (0.8, 25.0, 5.0), (1.5, 300.0, 25.0), (2.2, 500.0, 100.0))
+    (0.06, 1.3, 3.2), (0.8, 23.0, 5.0), (1.5, 300.0, 25.0), (2.2, 500.0, 100.0))
 
 
 def _rng(task: str, index: int) -> np.random.Generator:
@@ -89,7 +89,7 @@ def dinov2_feature(task: str, index: int, crops: int = 1) -> np.ndarray:
 def llama_feature(index: int, tokens: int) -> np.ndarray:
     rng = _rng("csr", index)
     dim = 4096
-    scale = np.exp(rng.normal(-0.6, 0.5, dim)).astype(np.float32)
+    scale = np.exp(rng.normal(0.2, 0.5, dim)).astype(np.float32)
     noise = rng.standard_t(5, (tokens, dim)).astype(np.float32)
     hidden = np.empty_like(noise)
     state = np.zeros(dim, np.float32)
@@ -105,7 +105,7 @@ def llama_feature(index: int, tokens: int) -> np.ndarray:
 
 def sd3_latent(index: int) -> np.ndarray:
     rng = _rng("tti", index)
-    latent = _smooth_noise(rng, (16, 128, 128), width=3.0) * 0.9
+    latent = _smooth_noise(rng, (16, 128, 128), width=3.0) * 1.3
     latent += rng.normal(0, 0.35, (16, 1, 1)).astype(np.float32)
     np.clip(latent, -5.7, 4.4, out=latent)
     return latent.astype(np.float16)[None]

@@ -1,0 +1,74 @@
+"""The `hyperprior` anchor: the CTC's learned codec on CompressAI (paper §6.1.2, supplement §1.2).
+
+A 1-channel ScaleHyperprior (N=128, M=192) per (task, λ) codes the packed
+frame of the hyperprior family (truncated, normalized to [0, 1]; input kind
+"frame01"). Checkpoints come from a directory the user gives (codec option
+`checkpoints` or $FCM_HYPERPRIOR_CHECKPOINTS): the authors' published ones, or
+ones made with `harness train --codec hyperprior`.
+
+torch and CompressAI are imported only when the codec is used, so listing
+plugins stays fast. Determinism: CPU encode gives the same bytes every time;
+decoding reproduces the encoder's reconstruction bit for bit at the same torch
+thread count (option `threads`, default 1, as the official evaluation). Across
+thread counts or CPU/GPU the entropy-decoded latents agree but the synthesis
+convolutions may differ in the last float bits, and a GPU's hyper-decoder may
+even pick other entropy tables: decode where you encode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import importlib.util
+import os
+from pathlib import Path
+
+from harness import CodecError, CodecSpec, hookimpl
+
+VERSION = "1.0"
+CHECKPOINTS_ENV = "FCM_HYPERPRIOR_CHECKPOINTS"
+OPTIONS = {"checkpoints": f"${CHECKPOINTS_ENV}", "device": "cpu", "threads": "1", "best": "0"}
+
+
+def availability() -> str | None:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("compressai") is None:
+        return "torch and CompressAI are needed: pip install 'fcm-harness[learned]'"
+    return None
+
+
+def make_codec(options: Mapping[str, str]):
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise CodecError(f"hyperprior: unknown option(s) {', '.join(sorted(unknown))}; available: "
+                         + ", ".join(sorted(OPTIONS)))
+    checkpoints = options.get("checkpoints") or os.environ.get(CHECKPOINTS_ENV)
+    if not checkpoints or not Path(checkpoints).is_dir():
+        where = f"'{checkpoints}' is not a directory" if checkpoints else "no checkpoint directory given"
+        raise CodecError(f"hyperprior: {where}; give -o checkpoints=DIR or set ${CHECKPOINTS_ENV} to a folder "
+                         "holding <task>/hyperprior_lambda{λ}_epoch{E}_lr{lr}_bs{B}_patch{H}-{W}_checkpoint.pth.tar "
+                         "(the authors' published checkpoints, or make them with: harness train --codec hyperprior "
+                         "--task T --features DIR)")
+    from harness_plugins.hyperprior.codec import HyperpriorCodec
+
+    threads = int(options.get("threads", "1") or 0) or None  # 0: leave torch's setting
+    return HyperpriorCodec(checkpoints, device=options.get("device", "cpu"), threads=threads,
+                           best=options.get("best", "0").lower() in ("1", "true", "yes"))
+
+
+def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> dict:
+    """The codec's trainer (called by `harness train`): one model for one λ."""
+    from harness_plugins.hyperprior.training import train as train_model
+
+    result = train_model(frames, rate_point, out_dir, crop=tuple(settings["crop"]), batch=int(settings["batch"]),
+                         epochs=int(settings["epochs"]), steps_per_epoch=settings.get("steps_per_epoch"),
+                         lr=float(settings.get("lr", 1e-4)), val_split=float(settings.get("val_split", 0.1)),
+                         device=settings.get("device"), log=log)
+    return {"checkpoint": result.last, "best": result.best, "history": result.history}
+
+
+@hookimpl
+def harness_codecs() -> list[CodecSpec]:
+    return [CodecSpec(
+        name="hyperprior", version=VERSION, family="hyperprior", input_kind="frame01", factory=make_codec,
+        rate_parameter="lambda", rate_points=None, options=OPTIONS, availability=availability, trainer=train,
+        description="CompressAI ScaleHyperprior (N=128, M=192, 1 channel), one checkpoint per task and λ",
+    )]
