@@ -257,6 +257,47 @@ def compare(
 
 
 @app.command()
+def analyze(
+    task: TaskOpt = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default analysis/<dataset>).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most N samples per task.")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run", help="Add reconstructions decoded from this run.")] = None,
+    codec: Annotated[Optional[str], typer.Option(help="Add reconstructions made now with this codec.")] = None,
+    rate_point: Annotated[Optional[float], typer.Option(help="Rate point of --run / --codec reconstructions.")] = None,
+    ctc: CtcOpt = None,
+) -> None:
+    """Feature statistics, value histograms (original/truncated/reconstructed), DCT blocks, outlier channels."""
+    from tqdm import tqdm
+
+    from harness.analysis import analyze_dataset, codec_reconstructor
+    from harness.analysis.runs import run_reconstructor
+    from harness.ctc import load_ctc
+    from harness.registry import default_registry
+    from harness.sources import resolve_dataset
+
+    spec = load_ctc(ctc)
+    source = resolve_dataset(dataset, data_root, spec, default_registry())
+    tasks = task or source.dataset.available_tasks()
+    if (run_dir or codec) and rate_point is None:
+        raise HarnessError("--run and --codec need --rate-point (e.g. 32 for QP 32)")
+    recon = (run_reconstructor(run_dir, rate_point, spec, source.label) if run_dir else
+             codec_reconstructor(spec, codec, rate_point) if codec else None)
+    bar = tqdm(desc="analysing", unit="feature", file=sys.stderr)
+
+    def progress(name: str, done: int, total: int) -> None:
+        bar.set_description(f"analysing {name}")
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    summary = analyze_dataset(source.dataset, tasks, out or Path("analysis") / source.label, progress=progress,
+                              reconstruct=recon, limit=limit)
+    bar.close()
+    typer.echo(f"page: {summary['html']} ({summary['seconds']:.1f} s)")
+
+
+@app.command()
 def train(
     codec: Annotated[str, typer.Option("--codec", "-c", help="A learned codec plugin, e.g. hyperprior.")],
     task: Annotated[str, typer.Option("--task", "-t")],

@@ -152,10 +152,11 @@ def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
     if fmt not in LIST_FORMATS:
         raise CTCError(f"{where}: 'sample_list_format' must be one of {LIST_FORMATS}, got {fmt!r}")
     trunc = _require(t, "truncation", where, dict)
-    ranges = {
-        fam: _range_pairs(_require(trunc, fam, f"{where}.truncation", list), f"{where}.truncation.{fam}", shape[1])
-        for fam in families
-    }
+    for fam in [*families, "original"]:
+        _require(trunc, fam, f"{where}.truncation", list)
+    # every codec family's range, plus "original": the data range the paper reports (Table 4)
+    ranges = {name: _range_pairs(value, f"{where}.truncation.{name}", shape[1])
+              for name, value in trunc.items() if name != "source"}
     hyper = _require(t, "hyperprior", where, dict)
     lambdas = tuple(float(v) for v in _require(hyper, "lambdas", f"{where}.hyperprior", list))
     if len(lambdas) == 0 or any(v <= 0 for v in lambdas):

@@ -46,7 +46,8 @@ def resolve_dataset(name: str | None, root: Path | None, ctc: CTC, registry: Reg
             raise DatasetError(f"{root}: data root is not a directory")
         return DatasetSource(f"data-{root.resolve().name}", Dataset(root, ctc, name=str(root)), False)
     spec: DatasetSpec = registry.dataset(name or DEFAULT_DATASET).spec
-    return DatasetSource(spec.name, Dataset(prepare_builtin(spec, ctc, progress), ctc, name=spec.name,
+    # the version is part of the label: runs on another version of a built-in dataset never mix
+    return DatasetSource(f"{spec.name}-v{spec.version}", Dataset(prepare_builtin(spec, ctc, progress), ctc, name=spec.name,
                                             is_demo=spec.is_synthetic), spec.is_synthetic)
 
 

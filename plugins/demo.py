@@ -100,6 +100,7 @@ def llama_feature(index: int, tokens: int) -> np.ndarray:
     for channel, value in ((1415, 12.0), (2533, -9.0), (788, 7.5)):  # persistently large channels
         hidden[:, channel] += value * rng.uniform(0.6, 1.0, tokens).astype(np.float32)
     hidden[0, 1415], hidden[0, 2533], hidden[0, 3011] = 47.0, -71.0, -35.0  # massive activations on BOS
+    np.clip(hidden, -71.0, 47.0, out=hidden)  # inside the paper's csr range [-71.50, 47.75]
     return hidden[None, None]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,8 @@ def ctc():
     return load_ctc()
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep the demo cache out of the user's home; share it across the session."""
-    monkeypatch.setenv("FCM_HARNESS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+# Keep the demo cache out of the user's home, for every fixture scope; one per test session.
+os.environ["FCM_HARNESS_CACHE"] = tempfile.mkdtemp(prefix="fcm-harness-test-cache-")
 
 
 def write_feature(root: Path, model: str, task: str, sample: str, array: np.ndarray) -> Path:
@@ -54,3 +54,9 @@ def make_root(root: Path, cls_ids=("img_a", "img_b"), csr_tokens=(5, 7), with_fe
 @pytest.fixture
 def data_root(tmp_path):
     return make_root(tmp_path / "data")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(os.environ["FCM_HARNESS_CACHE"], ignore_errors=True)

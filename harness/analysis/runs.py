@@ -1,0 +1,50 @@
+"""Reconstructions from a run directory, for analyses of what a codec did to the features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from harness.codec import format_rate_point
+from harness.ctc import CTC
+from harness.errors import HarnessError
+from harness.jobs import codec_for_verify
+from harness.processing import Preprocessor
+from harness.registry import default_registry
+from harness.results import job_paths
+
+
+def run_reconstructor(run_dir: Path, rate_point: float, ctc: CTC, dataset_label: str):
+    """reconstruct(task, sample_id, feature): decode the run's stored bitstream of that sample.
+
+    Returns None for samples the run did not code at this rate point. The run
+    must have coded the dataset being analysed.
+    """
+    meta_path = Path(run_dir) / "run.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{meta_path}: not a run directory ({exc})") from None
+    if meta.get("dataset", {}).get("name") != dataset_label:
+        raise HarnessError(f"{run_dir}: the run coded dataset '{meta.get('dataset', {}).get('name')}', "
+                           f"not '{dataset_label}'")
+    name, options = meta["codec"]["name"], tuple(sorted(meta["codec"].get("options", {}).items()))
+    spec = default_registry().codec(name).spec
+    codec = codec_for_verify(name, options, ())
+    label = format_rate_point(spec.rate_parameter, rate_point)
+
+    def reconstruct(task: str, sample_id: str, feature: np.ndarray) -> np.ndarray | None:
+        path = job_paths(Path(run_dir), task, label, sample_id).bitstream
+        if not path.exists():
+            return None
+        decoded = codec.decode(path.read_bytes())
+        if spec.input_kind == "feature":
+            return decoded
+        pre = Preprocessor.for_task(ctc, task, spec.family, spec.input_kind, feature.shape, feature.dtype,
+                                    meta.get("run_key", {}).get("quant_rule"))
+        return pre.inverse(decoded)
+
+    reconstruct.label = f"{name} run @ {label}"  # type: ignore[attr-defined]
+    return reconstruct
