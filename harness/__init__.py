@@ -12,6 +12,7 @@ from harness.errors import CodecError, HarnessError  # noqa: E402
 from harness.external import run_tool  # noqa: E402
 from harness.hookspecs import hookimpl  # noqa: E402
 from harness.processing import pad_to_multiple, unpad  # noqa: E402
+from harness.tasks import HeadContext, TaskHeadSpec  # noqa: E402
 
 
 def locate_tool(name: str) -> str | None:
@@ -26,6 +27,8 @@ __all__ = [
     "CodecSpec",
     "DatasetSpec",
     "HarnessError",
+    "HeadContext",
+    "TaskHeadSpec",
     "__version__",
     "format_rate_point",
     "hookimpl",

@@ -55,8 +55,11 @@ def run(
     quant_rule: Annotated[Optional[str], typer.Option(help="floor (CTC) or unbiased.")] = None,
     ctc: CtcOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    evaluate_tasks: Annotated[bool, typer.Option("--eval/--no-eval", help="Run the task heads after coding.")] = True,
+    heads: Annotated[str, typer.Option(help="Task heads: auto (demo heads on synthetic data), demo or official.")] = "auto",
+    weights: Annotated[Optional[Path], typer.Option(help="Folder of official head weights ($FCM_HARNESS_WEIGHTS).")] = None,
 ) -> None:
-    """Code the features with a codec plugin and write the result table (resumable)."""
+    """Code the features with a codec plugin, then evaluate the tasks (resumable)."""
     from harness.runner import RunRequest, execute
     from harness.results import summary
 
@@ -71,11 +74,32 @@ def run(
     table = summary(outcome.table)
     if not table.empty:
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if evaluate_tasks and outcome.table is not None and (outcome.table.status == "ok").any():
+        _evaluate(outcome.run_dir, heads, weights, progress)
     if outcome.failures:
         first = outcome.failures[0]
         raise HarnessError(f"{len(outcome.failures)} job(s) failed; first: {first.task}/{first.sample} "
                            f"{first.rate_parameter}{first.rate_point:g}: {first.error} "
                            f"(see {outcome.run_dir / 'results.csv'})")
+
+
+def _evaluate(run_dir: Path, heads: str, weights: Optional[Path], progress: bool = True) -> None:
+    from harness.evaluate import EvaluationRequest, evaluate_run
+
+    metrics = evaluate_run(EvaluationRequest(run_dir, heads, weights, progress=progress))
+    typer.echo("task metrics (" + ", ".join(sorted(set(metrics["mode"]))) + "):")
+    typer.echo(metrics[["task", "rate_point", "bpfp", "metric", "value", "samples", "mode"]].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    heads: Annotated[str, typer.Option(help="auto, demo or official.")] = "auto",
+    weights: Annotated[Optional[Path], typer.Option(help="Folder of official head weights.")] = None,
+) -> None:
+    """Task metrics of a run (writes metrics.csv; cached predictions make it resumable)."""
+    _evaluate(run_dir, heads, weights)
 
 
 @app.command()

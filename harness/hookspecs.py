@@ -14,6 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from harness.codec import CodecSpec
     from harness.datasets import DatasetSpec
+    from harness.tasks import TaskHeadSpec
 
 PROJECT = "fcm_harness"
 ENTRY_POINT_GROUP = "fcm_harness.plugins"
@@ -45,6 +46,18 @@ def harness_datasets() -> list[DatasetSpec]:
         def harness_datasets():
             return [DatasetSpec(name="demo", description="synthetic CTC shapes",
                                 prepare=make_demo)]
+    """
+
+
+@hookspec
+def harness_tasks() -> list[TaskHeadSpec]:
+    """Return task heads this plugin provides (one or more per CTC task).
+
+    Example::
+
+        @hookimpl
+        def harness_tasks():
+            return [TaskHeadSpec(name="dinov2-cls", task="cls", version="1.0", factory=make_head)]
     """
 
 

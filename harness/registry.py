@@ -23,6 +23,7 @@ from harness import hookspecs
 from harness.codec import INPUT_KINDS, CodecSpec
 from harness.datasets import DatasetSpec
 from harness.errors import PluginError, unknown_name
+from harness.tasks import TaskHeadSpec
 
 
 PLUGINS_ENV = "FCM_HARNESS_PLUGINS"
@@ -70,6 +71,7 @@ class Registry:
             self._register(plugin, PluginSource(name, extra_source, "", name))
         self.codecs, self.codec_conflicts = self._collect("harness_codecs", CodecSpec, _check_codec)
         self.datasets, self.dataset_conflicts = self._collect("harness_datasets", DatasetSpec, None)
+        self.heads, self.head_conflicts = self._collect("harness_tasks", TaskHeadSpec, None)
 
     # ------------------------------------------------------------ loading
     def _load_entry_points(self) -> None:
@@ -139,6 +141,21 @@ class Registry:
         if name not in self.datasets:
             raise PluginError(unknown_name("dataset", name, self.datasets))
         return self.datasets[name]
+
+    def head_for(self, task: str, name: str | None = None) -> Registered:
+        """The task head for a CTC task: by name, or the only one registered for the task."""
+        for conflict in self.head_conflicts:
+            raise PluginError(conflict)
+        candidates = {n: r for n, r in self.heads.items() if r.spec.task == task}
+        if name:
+            if name not in candidates:
+                raise PluginError(unknown_name(f"task head for '{task}'", name, candidates))
+            return candidates[name]
+        if not candidates:
+            raise PluginError(f"no task head is registered for task '{task}'")
+        if len(candidates) > 1:
+            raise PluginError(f"several task heads for '{task}': {', '.join(sorted(candidates))}; choose one")
+        return next(iter(candidates.values()))
 
     def locate_tool(self, name: str) -> str | None:
         return self.pm.hook.harness_locate_tool(name=name)

@@ -349,4 +349,4 @@ def test_analyze_command_with_a_run(tmp_path, capsys):
     other.mkdir()
     (other / "run.json").write_text('{"dataset": {"name": "data-x"}, "codec": {"name": "zlib"}}')
     assert main(["analyze", "--task", "tti", "--run", str(other), "--rate-point", "4", "--out", str(out)]) == 1
-    assert "coded dataset 'data-x', not 'demo-v2'" in capsys.readouterr().err
+    assert "coded dataset 'data-x', not 'demo-v3'" in capsys.readouterr().err

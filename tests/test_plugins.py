@@ -13,7 +13,7 @@ from harness.testing import check_codec
 from plugins_for_tests import broken, duplicate, misbehaving
 
 PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
-PUBLIC_MODULES = {"harness", "harness.testing"}
+PUBLIC_MODULES = {"harness", "harness.testing", "harness.metrics"}
 
 
 def test_builtins_are_found_through_entry_points():

@@ -1,0 +1,142 @@
+"""The evaluation stage: task metrics per (task, rate point) over the decoded features of a run.
+
+For each task of a run: the head's predictions on the original features (the
+`orig` row, and the targets when the dataset has no ground truth), then, per
+rate point, the predictions on the features decoded from the stored
+bitstreams. Predictions are cached under RUN/predictions/ (atomic .npy), so an
+interrupted evaluation resumes and re-scoring is instant. Writes
+RUN/metrics.csv: codec, task, rate_point, bpfp, metric, value, samples, mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+import json
+import os
+from pathlib import Path
+import sys
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from harness.ctc import CTC, load_ctc
+from harness.dataset import Dataset, load_feature
+from harness.errors import HarnessError
+from harness.jobs import codec_for_verify
+from harness.npyio import atomic_save_npy, atomic_write_text, load_npy
+from harness.processing import Preprocessor
+from harness.registry import Registry, default_registry
+from harness.results import read_table
+from harness.tasks import HeadContext
+
+WEIGHTS_ENV = "FCM_HARNESS_WEIGHTS"
+METRIC_COLUMNS = ["codec", "task", "rate_parameter", "rate_point", "bpfp", "metric", "value", "samples", "mode",
+                  "head", "backend"]
+
+
+@dataclass
+class EvaluationRequest:
+    run_dir: Path
+    backend: str = "auto"  # auto: demo heads on synthetic data, official heads otherwise
+    weights: Path | None = None
+    heads: dict[str, str] | None = None  # task -> head name, when several are registered
+    progress: bool = True
+
+
+def _context(meta: dict, ctc: CTC, request: EvaluationRequest) -> HeadContext:
+    synthetic = bool(meta["dataset"].get("synthetic"))
+    backend = request.backend if request.backend != "auto" else ("demo" if synthetic else "official")
+    if backend not in ("demo", "official"):
+        raise HarnessError(f"unknown head backend '{backend}'; available: auto, demo, official")
+    weights = request.weights or (Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else None)
+    dataset = Dataset(Path(meta["dataset"]["root"]), ctc, name=meta["dataset"]["name"], is_demo=synthetic)
+    return HeadContext(ctc, dataset, synthetic, weights, backend)
+
+
+def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str], heads: dict[str, str]) -> None:
+    """Every missing head file of every task, in one message, before any work."""
+    missing = []
+    for task in tasks:
+        spec = registry.head_for(task, heads.get(task)).spec
+        missing += [str(p) for p in spec.required_files(context) if not p.exists()]
+    if missing:
+        hint = f"set --weights DIR or ${WEIGHTS_ENV}" if context.weights is None else "put them there"
+        raise HarnessError(f"missing task-head files ({hint}; or --heads demo for seeded stand-in heads): "
+                           + ", ".join(missing))
+
+
+def evaluate_run(request: EvaluationRequest) -> pd.DataFrame:
+    run_dir = Path(request.run_dir)
+    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    ctc = load_ctc()
+    if ctc.sha256 != meta["ctc"]["sha256"]:
+        raise HarnessError(f"{run_dir}: coded under another CTC ({meta['ctc']['sha256'][:12]}) than this one")
+    table = read_table(run_dir)
+    ok = table[table.status == "ok"]
+    if ok.empty:
+        raise HarnessError(f"{run_dir}: no finished jobs to evaluate")
+    registry = default_registry()
+    context = _context(meta, ctc, request)
+    tasks = sorted(ok.task.unique())
+    heads = request.heads or {}
+    check_weights(registry, context, tasks, heads)
+    codec_name = meta["codec"]["name"]
+    codec = codec_for_verify(codec_name, tuple(sorted(meta["codec"].get("options", {}).items())), ())
+    spec = registry.codec(codec_name).spec
+    rows = []
+    total = len(ok) + ok.groupby("task")["sample"].nunique().sum()
+    with tqdm(total=int(total), desc="evaluating", unit="feature", disable=not request.progress,
+              file=sys.stderr) as bar:
+        for task in tasks:
+            head_reg = registry.head_for(task, heads.get(task))
+            head = head_reg.spec.factory(context)
+            task_rows = ok[ok.task == task]
+            samples = sorted(task_rows["sample"].unique())
+            features = {s: context.dataset.feature_path(task, s) for s in samples}
+            cache = run_dir / "predictions" / task
+
+            def cached(label: str, sample: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+                path = cache / label / f"{sample}.npy"
+                if path.exists():
+                    try:
+                        return load_npy(path)
+                    except HarnessError:
+                        pass  # damaged: predict again
+                value = np.asarray(make())
+                atomic_save_npy(path, value)
+                return value
+
+            orig = [cached("orig", s, lambda s=s: head.predict(s, load_feature(features[s], ctc.task(task))))
+                    for s in samples]
+            bar.update(len(samples))
+            truth = head.ground_truth(samples)
+            mode = "labels" if truth is not None else "fidelity"
+            targets = truth if truth is not None else orig
+            base = {"codec": codec_name, "task": task, "metric": head.metric, "mode": mode,
+                    "head": head_reg.spec.name, "backend": context.backend}
+            rows.append({**base, "rate_parameter": spec.rate_parameter, "rate_point": "orig", "bpfp": 32.0,
+                         "value": head.score(orig, targets), "samples": len(samples)})
+            for point, group in task_rows.groupby("rate_point"):
+                ids = list(group["sample"])
+                label = f"{spec.rate_parameter}{point:g}"
+                preds = []
+                for record in group.itertuples():
+                    def decoded(record=record):
+                        original = load_feature(features[record.sample], ctc.task(task))
+                        frame = codec.decode((run_dir / record.bitstream_path).read_bytes())
+                        if spec.input_kind == "feature":
+                            return head.predict(record.sample, frame)
+                        pipe = Preprocessor.for_task(ctc, task, spec.family, spec.input_kind, original.shape,
+                                                     original.dtype, meta["run_key"].get("quant_rule"))
+                        return head.predict(record.sample, pipe.inverse(frame))
+                    preds.append(cached(label, record.sample, decoded))
+                    bar.update(1)
+                wanted = [targets[samples.index(s)] for s in ids]
+                rows.append({**base, "rate_parameter": spec.rate_parameter, "rate_point": f"{point:g}",
+                             "bpfp": float(group.bpfp.mean()), "value": head.score(preds, wanted),
+                             "samples": len(ids)})
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    atomic_write_text(run_dir / "metrics.csv", frame.to_csv(index=False, float_format="%.10g"))
+    return frame

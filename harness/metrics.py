@@ -1,0 +1,72 @@
+"""Task metrics exactly as the CTC defines them (official code; CTC.md, OFFICIAL-CODE §7).
+
+Pure numpy: each takes per-sample predictions and targets and aggregates over
+the set the way the paper does (mIoU pools one histogram; RMSE averages
+per-image values; FID compares two sets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import linalg
+
+
+def top1_accuracy(predicted: Sequence[int], labels: Sequence[int]) -> float:
+    """% of samples whose predicted class (or token) equals the label."""
+    if len(predicted) != len(labels) or not len(labels):
+        raise ValueError("accuracy needs equally many predictions and labels, at least one")
+    return 100.0 * float(np.mean(np.asarray(predicted) == np.asarray(labels)))
+
+
+def confusion_histogram(label: np.ndarray, pred: np.ndarray, classes: int) -> np.ndarray:
+    """classes x classes counts of (label, prediction); labels outside [0, classes) (255) are ignored."""
+    keep = (label >= 0) & (label < classes)
+    index = classes * label[keep].astype(np.int64) + pred[keep].astype(np.int64)
+    return np.bincount(index, minlength=classes * classes).reshape(classes, classes).astype(np.float64)
+
+
+def mean_iou(hist: np.ndarray) -> float:
+    """mIoU % from a histogram pooled over the whole set; classes absent from both sides are skipped."""
+    diag = np.diag(hist)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = diag / (hist.sum(1) + hist.sum(0) - diag)
+    return 100.0 * float(np.nanmean(iou))
+
+
+EIGEN_CROP = (slice(45, 471), slice(41, 601))  # rows, columns of a 480x640 NYU image
+
+
+def depth_rmse(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3, max_depth: float = 10.0,
+               eigen_crop: bool = True) -> float:
+    """RMSE (m) of one image over valid pixels: min < gt < max, inside the Eigen crop."""
+    valid = (gt > min_depth) & (gt < max_depth)
+    if eigen_crop:
+        crop = np.zeros_like(valid)
+        crop[EIGEN_CROP] = True
+        valid &= crop
+    if not valid.any():
+        return float("nan")
+    return float(np.sqrt(np.mean((gt[valid].astype(np.float64) - pred[valid]) ** 2)))
+
+
+def mean_depth_rmse(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], **kwargs) -> float:
+    """The paper's dpt figure: the mean over images of per-image RMSE."""
+    return float(np.nanmean([depth_rmse(p, g, **kwargs) for p, g in zip(preds, gts)]))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """FID between two feature sets (rows = samples): |mu_a - mu_b|^2 + tr(Sa + Sb - 2 sqrt(Sa Sb))."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("FID needs at least two samples on each side")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(covmean).all():  # singular product: nudge as the usual FID code does
+        eps = np.eye(len(cov_a)) * 1e-6
+        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    covmean = np.real(covmean)
+    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    return max(value, 0.0)

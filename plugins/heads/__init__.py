@@ -1,0 +1,59 @@
+"""Built-in task heads for the paper's five tasks, registered like any third-party task plugin.
+
+Backends: "official" loads the published weights from a folder (option
+`--weights DIR` or $FCM_HARNESS_WEIGHTS); "demo" builds the same heads with
+seeded random weights of the same shapes (the synthetic demo, tests). torch,
+transformers and diffusers are imported only when a head is built.
+
+Official files looked for in the weights folder:
+  dinov2_vitg14_pretrain.pth (final LayerNorm), dinov2_vitg14_linear_head.pth,
+  dinov2_vitg14_voc2012_linear_head.pth, dinov2_vitg14_nyu_linear4_head.pth,
+  Meta-Llama-3-8B-Instruct/ (Hugging Face layout: safetensors + tokenizer),
+  stable-diffusion-3-medium-diffusers/vae/, weights-inception-2015-12-05-6726825d.pth
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import HeadContext, TaskHeadSpec, hookimpl
+
+VERSION = "1.0"
+BACKBONE = "dinov2_vitg14_pretrain.pth"
+FILES = {
+    "cls": [BACKBONE, "dinov2_vitg14_linear_head.pth"],
+    "seg": [BACKBONE, "dinov2_vitg14_voc2012_linear_head.pth"],
+    "dpt": ["dinov2_vitg14_nyu_linear4_head.pth"],
+    "csr": ["Meta-Llama-3-8B-Instruct/config.json", "Meta-Llama-3-8B-Instruct/tokenizer.json"],
+    "tti": ["stable-diffusion-3-medium-diffusers/vae/config.json", "weights-inception-2015-12-05-6726825d.pth"],
+}
+
+
+def required(task: str):
+    def files(context: HeadContext) -> list[Path]:
+        if context.backend != "official":
+            return []
+        base = context.weights or Path("(no weights folder given)")
+        return [base / name for name in FILES[task]]
+    return files
+
+
+def _factory(task: str):
+    def make(context: HeadContext):
+        from harness_plugins.heads import tasks
+
+        return tasks.HEADS[task](context)
+    return make
+
+
+@hookimpl
+def harness_tasks() -> list[TaskHeadSpec]:
+    descriptions = {
+        "cls": "DINOv2-g final LayerNorm + linear head on [cls, mean(patches)]; top-1 accuracy",
+        "seg": "DINOv2-g LayerNorm + BN linear head per crop, sliding-window stitch; pooled mIoU",
+        "dpt": "DINOv2-g linear4 depth head, flip-averaged; mean per-image RMSE (Eigen crop)",
+        "csr": "Llama-3-8B final RMSNorm + lm_head, one greedy token vs the answer letter; accuracy",
+        "tti": "SD3 VAE decode, then FID against the images from the original latents",
+    }
+    return [TaskHeadSpec(name=f"paper-{task}", task=task, version=VERSION, factory=_factory(task),
+                         description=text, required_files=required(task)) for task, text in descriptions.items()]
