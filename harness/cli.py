@@ -75,7 +75,13 @@ def run(
     if not table.empty:
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if evaluate_tasks and outcome.table is not None and (outcome.table.status == "ok").any():
-        _evaluate(outcome.run_dir, heads, weights, progress)
+        try:
+            _evaluate(outcome.run_dir, heads, weights, progress)
+        except HarnessError as exc:
+            if heads != "auto" or "missing task-head files" not in str(exc):
+                raise
+            # coding is done and kept; the metrics can follow once the weights are there
+            typer.echo(f"note: task metrics skipped: {exc}; then run: harness evaluate {outcome.run_dir}", err=True)
     if outcome.failures:
         first = outcome.failures[0]
         raise HarnessError(f"{len(outcome.failures)} job(s) failed; first: {first.task}/{first.sample} "
