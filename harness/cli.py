@@ -125,11 +125,15 @@ def plugins() -> None:
                    f"{spec.rate_parameter}: {points}")
         typer.echo(f"      {spec.description}")
         typer.echo(f"      from {reg.source.describe()}; {status}")
+    typer.echo("task heads:")
+    for name, reg in sorted(registry.heads.items()):
+        typer.echo(f"  {name} {reg.spec.version} (task {reg.spec.task}): {reg.spec.description} "
+                   f"(from {reg.source.describe()})")
     typer.echo("datasets:")
     for name, reg in sorted(registry.datasets.items()):
         typer.echo(f"  {name} v{reg.spec.version}: {reg.spec.description} (from {reg.source.describe()})")
     problems = [f"broken plugin {b.source.plugin} ({b.source.describe()}): {b.error}" for b in registry.broken]
-    problems += registry.codec_conflicts + registry.dataset_conflicts
+    problems += registry.codec_conflicts + registry.dataset_conflicts + registry.head_conflicts
     for problem in problems:
         typer.echo(f"  ! {problem}", err=True)
     if registry.codec_conflicts or registry.dataset_conflicts:
