@@ -55,6 +55,8 @@ def run(
     quant_rule: Annotated[Optional[str], typer.Option(help="floor (CTC) or unbiased.")] = None,
     ctc: CtcOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    executor: Annotated[str, typer.Option(help="local (process pool) or dask.")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler to join, e.g. tcp://HOST:8786.")] = None,
     evaluate_tasks: Annotated[bool, typer.Option("--eval/--no-eval", help="Run the task heads after coding.")] = True,
     heads: Annotated[str, typer.Option(help="Task heads: auto (demo heads on synthetic data), demo or official.")] = "auto",
     weights: Annotated[Optional[Path], typer.Option(help="Folder of official head weights ($FCM_HARNESS_WEIGHTS).")] = None,
@@ -67,7 +69,16 @@ def run(
                          limit=limit, out=out, jobs=jobs, rate_points=_split_numbers(rate_points),
                          codec_options=_options(option), quant_rule=quant_rule, ctc_dir=ctc,
                          command=["harness", *sys.argv[1:]], progress=progress)
-    outcome = execute(request)
+    pool = None
+    if executor != "local" or scheduler:
+        if executor != "dask":
+            raise HarnessError(f"unknown executor '{executor}'; available: local, dask (--scheduler needs dask)")
+        try:
+            from harness.dask_executor import make_executor
+        except ImportError:
+            raise HarnessError("the dask executor needs: pip install 'fcm-harness[cluster]'") from None
+        pool = make_executor("dask", jobs, scheduler)
+    outcome = execute(request, executor=pool)
     typer.echo(f"run directory: {outcome.run_dir}")
     typer.echo(f"jobs: {outcome.planned} planned, {outcome.skipped} already done, {outcome.ran} run, "
                f"{len(outcome.failures)} failed")
