@@ -342,6 +342,28 @@ def analyze(
     typer.echo(f"page: {summary['html']} ({summary['seconds']:.1f} s)")
 
 
+@app.command("truncation-study")
+def truncation_study_command(
+    codec: Annotated[str, typer.Option("--codec", "-c")],
+    task: Annotated[str, typer.Option("--task", "-t")],
+    factors: Annotated[str, typer.Option(help="Scale factors of the CTC range, e.g. 0.5,1,2.")] = "0.5,1,2",
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    rate_points: Annotated[Optional[str], typer.Option()] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Default studies/<codec>-<task>.")] = None,
+    evaluate_tasks: Annotated[bool, typer.Option("--eval/--no-eval")] = True,
+) -> None:
+    """Rate, distortion and task metric of a codec across truncation ranges (supplement Table 5)."""
+    from harness.analysis.truncation import truncation_study
+
+    folder = out or Path("studies") / f"{codec}-{task}"
+    table = truncation_study(codec, task, _split_numbers(factors) or [1.0], folder, dataset, data_root, limit,
+                             _split_numbers(rate_points), evaluate_tasks)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    typer.echo(f"table: {folder / 'truncation.csv'}; picture: {folder / 'truncation.png'}")
+
+
 @app.command()
 def train(
     codec: Annotated[str, typer.Option("--codec", "-c", help="A learned codec plugin, e.g. hyperprior.")],

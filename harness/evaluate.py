@@ -67,10 +67,10 @@ def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str]
                            + ", ".join(missing))
 
 
-def evaluate_run(request: EvaluationRequest) -> pd.DataFrame:
+def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.DataFrame:
     run_dir = Path(request.run_dir)
     meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    ctc = load_ctc()
+    ctc = load_ctc(ctc_dir)
     if ctc.sha256 != meta["ctc"]["sha256"]:
         raise HarnessError(f"{run_dir}: coded under another CTC ({meta['ctc']['sha256'][:12]}) than this one")
     table = read_table(run_dir)

@@ -350,3 +350,30 @@ def test_analyze_command_with_a_run(tmp_path, capsys):
     (other / "run.json").write_text('{"dataset": {"name": "data-x"}, "codec": {"name": "zlib"}}')
     assert main(["analyze", "--task", "tti", "--run", str(other), "--rate-point", "4", "--out", str(out)]) == 1
     assert "coded dataset 'data-x', not 'demo-v3'" in capsys.readouterr().err
+
+
+def test_scaled_ctc_changes_only_one_range(tmp_path):
+    from harness.analysis.truncation import scaled_ctc
+    from harness.ctc import load_ctc
+
+    ctc = load_ctc()
+    copy = load_ctc(scaled_ctc(ctc, "dpt", "vtm", 2.0, tmp_path / "ctc"))
+    assert copy.truncation("dpt", "vtm").lo == (-2.0, -4.0, -20.0, -40.0)
+    assert copy.truncation("dpt", "hyperprior") == ctc.truncation("dpt", "hyperprior")
+    assert copy.truncation("cls", "vtm") == ctc.truncation("cls", "vtm")
+    assert copy.sha256 != ctc.sha256
+
+
+def test_truncation_study_command(tmp_path, capsys):
+    from harness.cli import main
+
+    out = tmp_path / "study"
+    assert main(["truncation-study", "--codec", "zlib", "--task", "tti", "--factors", "1,2", "--limit", "2",
+                 "--rate-points", "2,4", "--out", str(out)]) == 0
+    table = __import__("pandas").read_csv(out / "truncation.csv")
+    assert sorted(table.factor.unique()) == [1, 2] and len(table) == 4
+    assert (table.value >= 0).all()  # FID per factor and rate point
+    # a wider range spends the 10 bits on more values: coarser steps, fewer bits at the same drop
+    wide, narrow = table[table.factor == 2], table[table.factor == 1]
+    assert wide.bpfp.mean() < narrow.bpfp.mean()
+    assert (out / "truncation.png").stat().st_size > 2000
