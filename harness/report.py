@@ -38,7 +38,12 @@ class ReportFiles:
 
 
 def accuracy_drop(values: pd.Series, original: float, task: str) -> pd.Series:
-    """% drop of the metric from the original features (dpt: of 1/RMSE; FID has no drop)."""
+    """% drop of the metric from the original features (dpt: of 1/RMSE; FID has no drop).
+
+    Undefined (NaN) when the original value is 0 (dpt in fidelity mode: RMSE 0 on the originals).
+    """
+    if not original or not np.isfinite(original):
+        return pd.Series(np.nan, index=values.index)
     if task == "dpt":
         return 100 * (1 / original - 1 / values) / (1 / original)
     return 100 * (original - values) / original
@@ -96,7 +101,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANC
                 drop_curves = []
                 for curve in curves:
                     base = originals[task] if curve is run else paper_original.get(task)
-                    if base is None:
+                    if not base:  # no original value, or 0 (dpt fidelity): no drop to show
                         continue
                     shown = curve.points.copy()
                     shown["drop"] = accuracy_drop(shown.metric, base, task)

@@ -56,6 +56,7 @@ def test_accuracy_drop_and_r2_hand_worked():
     assert list(accuracy_drop(pd.Series([100.0, 90.0]), 100.0, "cls")) == [0.0, 10.0]
     # dpt: drop of 1/RMSE; RMSE 0.5 from 0.4 -> (2.5 - 2) / 2.5 = 20 %
     assert accuracy_drop(pd.Series([0.5]), 0.4, "dpt").iloc[0] == 20.0
+    assert accuracy_drop(pd.Series([0.5]), 0.0, "dpt").isna().all()  # fidelity mode: RMSE 0 on originals
     import numpy as np
     x = np.array([1.0, 2.0, 3.0, 4.0])
     assert r_squared(x, 2 * x + 1) == 1.0
