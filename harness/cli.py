@@ -365,6 +365,28 @@ def truncation_study_command(
 
 
 @app.command()
+def generalization(
+    codec: Annotated[str, typer.Option("--codec", "-c", help="A learned codec with a model_task option.")],
+    task: TaskOpt = None,
+    rate_index: Annotated[int, typer.Option(help="Which of each task's rate points (0 = highest rate).")] = 2,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Codec option KEY=VALUE.")] = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Default studies/<codec>-generalization.")] = None,
+    evaluate_tasks: Annotated[bool, typer.Option("--eval/--no-eval")] = True,
+) -> None:
+    """Cross-task matrix of a learned codec: models of task A coding task B (paper Table 6)."""
+    from harness.analysis.generalization import generalization_study
+
+    folder = out or Path("studies") / f"{codec}-generalization"
+    table = generalization_study(codec, task or ["cls", "seg", "dpt", "csr", "tti"], folder, _options(option),
+                                 rate_index, dataset, data_root, limit, evaluate_tasks)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    typer.echo(f"table: {folder / 'generalization.csv'}; picture: {folder / 'generalization.png'}")
+
+
+@app.command()
 def train(
     codec: Annotated[str, typer.Option("--codec", "-c", help="A learned codec plugin, e.g. hyperprior.")],
     task: Annotated[str, typer.Option("--task", "-t")],

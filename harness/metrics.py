@@ -57,10 +57,13 @@ def mean_depth_rmse(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], **kw
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """FID between two feature sets (rows = samples): |mu_a - mu_b|^2 + tr(Sa + Sb - 2 sqrt(Sa Sb))."""
+    """FID between two feature sets (rows = samples): |mu_a - mu_b|^2 + tr(Sa + Sb - 2 sqrt(Sa Sb)).
+
+    NaN with fewer than two samples on a side (no covariance).
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if len(a) < 2 or len(b) < 2:
-        raise ValueError("FID needs at least two samples on each side")
+        return float("nan")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean = linalg.sqrtm(cov_a @ cov_b)

@@ -46,6 +46,7 @@ class RunRequest:
     quant_rule: str | None = None
     ctc_dir: Path | None = None
     plugin_modules: tuple[str, ...] = ()
+    rate_points_of: str | None = None  # take the rate points of this task's table (generalization study)
     command: Sequence[str] = ()
     progress: bool = True
 
@@ -102,7 +103,8 @@ def plan(request: RunRequest, registered: Registered, ctc: CTC, dataset: Dataset
     missing: list[str] = []
     for task in tasks:
         samples = dataset.samples(task, only=only, limit=request.limit)
-        points = select_rate_points(spec, codec_rate_points(spec, ctc, task), request.rate_points, task)
+        table_task = request.rate_points_of or task
+        points = select_rate_points(spec, codec_rate_points(spec, ctc, table_task), request.rate_points, table_task)
         for sample in samples:
             check_sample_id(sample.id, str(dataset.sample_list_path(task)))
             if not sample.path.exists():

@@ -241,3 +241,29 @@ def test_run_without_checkpoints_explains_how_to_make_them(tmp_path, capsys, mon
     assert main(["run", "--codec", "hyperprior", "--task", "cls", "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert "no checkpoint directory given" in err and "harness train --codec hyperprior" in err
+
+
+def test_generalization_matrix(tmp_path, capsys):
+    """Models trained on cls and on tti each code both tasks' features (paper Table 6)."""
+    from harness.cli import main
+    from harness.ctc import load_ctc
+    from harness.registry import default_registry
+    from harness.sources import resolve_dataset
+
+    demo = resolve_dataset("demo", None, load_ctc(), default_registry(), progress=False).dataset
+    ckpt = tmp_path / "ckpt"
+    for task, lam in (("cls", "0.003"), ("tti", "0.02")):  # rate index 2 of each task's λ table
+        features = demo.task_dir(task) / "feature_test"
+        assert main(["train", "--codec", "hyperprior", "--task", task, "--lambda", lam, "--features",
+                     str(features), "--out", str(ckpt / task), "--epochs", "1", "--batch", "2", "--crop", "64x64",
+                     "--steps-per-epoch", "1"]) == 0
+    out = tmp_path / "study"
+    assert main(["generalization", "--codec", "hyperprior", "--task", "cls", "--task", "tti", "--limit", "2",
+                 "-o", f"checkpoints={ckpt}", "--out", str(out)]) == 0
+    import pandas as pd
+    table = pd.read_csv(out / "generalization.csv")
+    assert len(table) == 4 and set(zip(table.trained_on, table.tested_on)) == {
+        ("cls", "cls"), ("cls", "tti"), ("tti", "cls"), ("tti", "tti")}
+    assert (table.samples == 2).all() and (table.bpfp > 0).all() and table.value.notna().all()
+    assert set(table.rate_point) == {0.003, 0.02}
+    assert (out / "generalization.png").stat().st_size > 2000

@@ -43,3 +43,4 @@ def test_fid_identical_sets_is_zero_and_shift_is_squared_distance():
     a = rng.standard_normal((300, 8))
     assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
     assert frechet_distance(a, a + 2.0) == pytest.approx(8 * 4.0, rel=1e-6)  # same covariance, mean shift
+    assert np.isnan(frechet_distance(a[:1], a))  # one sample has no covariance

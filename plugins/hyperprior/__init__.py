@@ -26,7 +26,7 @@ from harness import CodecError, CodecSpec, hookimpl
 
 VERSION = "1.0"
 CHECKPOINTS_ENV = "FCM_HYPERPRIOR_CHECKPOINTS"
-OPTIONS = {"checkpoints": f"${CHECKPOINTS_ENV}", "device": "cpu", "threads": "1", "best": "0"}
+OPTIONS = {"checkpoints": f"${CHECKPOINTS_ENV}", "device": "cpu", "threads": "1", "best": "0", "model_task": ""}
 
 
 def availability() -> str | None:
@@ -51,7 +51,8 @@ def make_codec(options: Mapping[str, str]):
 
     threads = int(options.get("threads", "1") or 0) or None  # 0: leave torch's setting
     return HyperpriorCodec(checkpoints, device=options.get("device", "cpu"), threads=threads,
-                           best=options.get("best", "0").lower() in ("1", "true", "yes"))
+                           best=options.get("best", "0").lower() in ("1", "true", "yes"),
+                           model_task=options.get("model_task") or None)
 
 
 def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> dict:

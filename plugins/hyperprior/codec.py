@@ -93,8 +93,10 @@ class HyperpriorCodec:
     """
 
     def __init__(self, checkpoints: str | Path | None = None, device: str = "cpu", threads: int | None = 1,
-                 models: Mapping[tuple[str, float], FeatureHyperprior] | None = None, best: bool = False) -> None:
+                 models: Mapping[tuple[str, float], FeatureHyperprior] | None = None, best: bool = False,
+                 model_task: str | None = None) -> None:
         self.checkpoints = Path(checkpoints) if checkpoints else None
+        self.model_task = model_task  # code every task with this task's models (generalization study)
         self.device = torch.device(device)
         self.threads = threads
         self.best = best
@@ -122,6 +124,7 @@ class HyperpriorCodec:
         if frame.ndim != 2:
             raise CodecError(f"hyperprior: expects a 2-D frame, got shape {frame.shape}")
         lam = float(rate_point)
+        task = self.model_task or task  # the header names the model's task, so decode finds the same model
         model, fp = self.model(task, lam)
         h, w = frame.shape
         padded, _ = pad_to_multiple(np.asarray(frame, dtype=np.float32), PAD_MULTIPLE)
