@@ -387,6 +387,32 @@ def generalization(
 
 
 @app.command()
+def extract(
+    task: Annotated[str, typer.Option("--task", "-t")],
+    source: Annotated[Path, typer.Option(help="Source data: the sample list and the images (or ARC jsonl).")],
+    out: Annotated[Path, typer.Option(help="Dataset root to write (official layout).")],
+    model: Annotated[Path, typer.Option(help="Local model folder (Hugging Face layout): DINOv2-g or Llama-3.")],
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    keep_correct: Annotated[bool, typer.Option(help="csr: keep only items the model answers right, longest first.")] = False,
+) -> None:
+    """Extract features at the CTC split points into a dataset in the official layout."""
+    from tqdm import tqdm
+
+    from harness.registry import default_registry
+
+    head = default_registry().head_for(task).spec
+    if head.extractor is None:
+        raise HarnessError(f"the '{task}' head ({head.name}) cannot extract features yet; use the released features")
+    run_extract = head.extractor
+    with tqdm(desc=f"extracting {task}", unit="sample", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+        ids = run_extract(task, source, out, model, limit, keep_correct, progress)
+    typer.echo(f"wrote {len(ids)} {task} features under {out}")
+
+
+@app.command()
 def train(
     codec: Annotated[str, typer.Option("--codec", "-c", help="A learned codec plugin, e.g. hyperprior.")],
     task: Annotated[str, typer.Option("--task", "-t")],

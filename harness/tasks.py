@@ -61,6 +61,8 @@ class TaskHeadSpec:
 
     - required_files(context): files the official backend needs; all missing
       ones are reported at once before any work.
+    - extractor(task, source, out, model_dir, limit, keep_correct, progress)
+      -> ids written: makes features of this task from source data (`harness extract`).
     """
 
     name: str
@@ -69,3 +71,4 @@ class TaskHeadSpec:
     factory: Callable[[HeadContext], TaskHead]
     description: str = ""
     required_files: Callable[[HeadContext], list[Path]] = field(default=lambda context: [])
+    extractor: Callable[..., list[str]] | None = None

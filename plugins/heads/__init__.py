@@ -38,6 +38,12 @@ def required(task: str):
     return files
 
 
+def _extract(*args, **kwargs):
+    from harness_plugins.heads.extract import extract
+
+    return extract(*args, **kwargs)
+
+
 def _factory(task: str):
     def make(context: HeadContext):
         from harness_plugins.heads import tasks
@@ -56,4 +62,6 @@ def harness_tasks() -> list[TaskHeadSpec]:
         "tti": "SD3 VAE decode, then FID against the images from the original latents",
     }
     return [TaskHeadSpec(name=f"paper-{task}", task=task, version=VERSION, factory=_factory(task),
-                         description=text, required_files=required(task)) for task, text in descriptions.items()]
+                         description=text, required_files=required(task),
+                         extractor=_extract if task != "tti" else None)
+            for task, text in descriptions.items()]

@@ -1,0 +1,205 @@
+"""Feature extraction at the CTC split points, with forward hooks on unmodified model classes.
+
+Builds a dataset in the official layout (<out>/<model>/<task>/feature_test/<id>.npy
+plus the sample list under source/) from source data and local model folders
+(Hugging Face layout; nothing is downloaded):
+- cls: DINOv2 block 40 output (before the final LayerNorm), 224x224 centre crop -> (1, 1, 257, D)
+- seg: block 40 per 512x512 sliding crop (stride 341) padded to 518 -> (n, 1, 1370, D)
+- dpt: blocks 10/20/30/40, 480x640 padded to 490x644, original and mirrored -> (2, 4, 1611, D)
+- csr: Llama-3 last decoder layer output (before the final RMSNorm) on the paper's prompt -> (1, 1, T, H),
+  optionally keeping only the items the model answers right, longest prompts first (the paper's rule)
+Image resizing uses PIL, not mmcv/cv2, so features are close to, not bit-identical with, the released ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+import json
+from pathlib import Path
+import shutil
+
+import numpy as np
+from PIL import Image
+import torch
+
+from harness import HarnessError
+from harness_plugins.heads.dinov2 import crop_boxes, resized_size
+
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+MMSEG_MEAN, MMSEG_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
+DPT_BLOCKS, LAST_BLOCK = (9, 19, 29, 39), 39
+
+
+def arc_prompt(item: dict) -> str:
+    """The csr prompt of the official llama3.py, byte for byte (letters A-D whatever the labels)."""
+    begin = ("<|start_header_id|>user<|end_header_id|>\n\nGiven the following question and four candidate answers "
+             "(A, B, C and D), choose the best answer.\n")
+    middle = f"Question: {item['question']['stem']}\n"
+    option = ""
+    texts = [choice["text"] for choice in item["question"]["choices"]]
+    for i in range(4):  # a missing option repeats the previous line, as the official loop does
+        if i < len(texts):
+            option = f"{'ABCD'[i]}: {texts[i]}\n"
+        middle += option
+    end = ("Your response should end with \"The best answer is [the_answer_letter]\" where the [the_answer_letter] "
+           "is one of A, B, C or D.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nThe best answer is")
+    return begin + middle + end
+
+
+def _find_files(source: Path) -> dict[str, Path]:
+    return {p.name: p for p in source.rglob("*") if p.is_file()}
+
+
+def _block_outputs(model, blocks: Sequence[int]) -> tuple[dict[int, torch.Tensor], Callable[[], None]]:
+    """Forward hooks capturing the outputs of encoder blocks (no edited model files)."""
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+    for index in blocks:
+        def hook(module, inputs, output, index=index):
+            captured[index] = (output[0] if isinstance(output, tuple) else output).detach()
+        handles.append(model.encoder.layer[index].register_forward_hook(hook))
+    return captured, lambda: [h.remove() for h in handles]
+
+
+def cls_pixels(image: Image.Image) -> torch.Tensor:
+    """Resize the short side to 256 (bicubic), centre-crop 224, ImageNet normalization: (1, 3, 224, 224)."""
+    width, height = image.size
+    scale = 256 / min(width, height)
+    image = image.convert("RGB").resize((round(width * scale), round(height * scale)), Image.BICUBIC)
+    left, top = (image.width - 224) // 2, (image.height - 224) // 2
+    image = image.crop((left, top, left + 224, top + 224))
+    x = ((np.asarray(image, np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+    return torch.from_numpy(x).permute(2, 0, 1)[None]
+
+
+def dinov2_cls(model, image: Image.Image) -> np.ndarray:
+    captured, remove = _block_outputs(model, [LAST_BLOCK])
+    with torch.no_grad():
+        model(pixel_values=cls_pixels(image))
+    remove()
+    return captured[LAST_BLOCK].numpy()[None].astype(np.float32)
+
+
+def _mmseg_normalized(image: Image.Image) -> np.ndarray:
+    return ((np.asarray(image.convert("RGB"), np.float32) - MMSEG_MEAN) / MMSEG_STD).astype(np.float32)
+
+
+def _centre_pad(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    top, left = (height - x.shape[0]) // 2, (width - x.shape[1]) // 2
+    out = np.zeros((height, width, x.shape[2]), np.float32)
+    out[top:top + x.shape[0], left:left + x.shape[1]] = x
+    return out
+
+
+def dinov2_seg(model, image: Image.Image) -> np.ndarray:
+    h_img, w_img = resized_size(image.height, image.width)
+    x = _mmseg_normalized(image.convert("RGB").resize((w_img, h_img), Image.BILINEAR))
+    captured, remove = _block_outputs(model, [LAST_BLOCK])
+    crops = []
+    with torch.no_grad():
+        for y1, y2, x1, x2 in crop_boxes(h_img, w_img):
+            crop = _centre_pad(x[y1:y2, x1:x2], 518, 518)
+            model(pixel_values=torch.from_numpy(crop).permute(2, 0, 1)[None])
+            crops.append(captured[LAST_BLOCK].numpy())
+    remove()
+    return np.stack(crops).astype(np.float32)  # (n, 1, 1370, D)
+
+
+def dinov2_dpt(model, image: Image.Image) -> np.ndarray:
+    x = _centre_pad(_mmseg_normalized(image.convert("RGB")), 490, 644)
+    captured, remove = _block_outputs(model, DPT_BLOCKS)
+    augs = []
+    with torch.no_grad():
+        for pixels in (x, x[:, ::-1].copy()):
+            model(pixel_values=torch.from_numpy(pixels).permute(2, 0, 1)[None])
+            augs.append(np.concatenate([captured[b].numpy() for b in DPT_BLOCKS]))
+    remove()
+    return np.stack(augs).astype(np.float32)  # (2, 4, 1611, D)
+
+
+class LlamaSplit:
+    """The last decoder layer's output (before the final RMSNorm) for a prompt, and the model's answer."""
+
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.captured: list[torch.Tensor] = []
+        model.model.layers[-1].register_forward_hook(
+            lambda module, inputs, output: self.captured.append((output[0] if isinstance(output, tuple) else output)
+                                                                .detach()))
+
+    def __call__(self, prompt: str) -> tuple[np.ndarray, str]:
+        ids = self.tokenizer(prompt, return_tensors="pt")  # adds BOS, as the official pipeline call does
+        self.captured.clear()
+        with torch.no_grad():
+            logits = self.model(**ids).logits
+        token = int(logits[0, -1].float().argmax())
+        answer = self.tokenizer.decode([token], skip_special_tokens=True).strip()
+        return self.captured[0].float().numpy()[None], answer
+
+
+def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | None = None,
+            keep_correct: bool = False, progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Write features for every listed sample (see the module docstring); returns the ids written."""
+    from harness.ctc import load_ctc
+
+    spec = load_ctc().task(task)
+    lists = sorted({p for pattern in spec.sample_lists for p in (source / spec.model_dir / task).glob(pattern)}
+                   | {p for pattern in spec.sample_lists for p in source.glob(pattern.removeprefix("source/"))})
+    if not lists:
+        raise HarnessError(f"{source}: no {task} sample list ({', '.join(spec.sample_lists)})")
+    listing = lists[0]
+    target = out / spec.model_dir / task
+    (target / "source").mkdir(parents=True, exist_ok=True)
+    (target / "feature_test").mkdir(parents=True, exist_ok=True)
+    if task == "csr":
+        written = _extract_csr(listing, target, model_dir, limit, keep_correct, progress)
+    else:
+        written = _extract_dinov2(task, listing, source, target, model_dir, limit, progress)
+    if task != "csr" or not keep_correct:
+        shutil.copy(listing, target / "source" / listing.name)
+    return written
+
+
+def _extract_dinov2(task, listing, source, target, model_dir, limit, progress) -> list[str]:
+    from transformers import Dinov2Model
+
+    from harness.dataset import parse_sample_list
+
+    model = Dinov2Model.from_pretrained(model_dir, local_files_only=True).eval()
+    fmt = {"cls": "name_label", "seg": "id", "dpt": "nyu_pairs"}[task]
+    ids = parse_sample_list(listing, fmt)[:limit]
+    lines = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()][:len(ids)]
+    files = _find_files(source)
+    make = {"cls": dinov2_cls, "seg": dinov2_seg, "dpt": dinov2_dpt}[task]
+    for done, (sample, first) in enumerate(zip(ids, lines), 1):
+        name = {"cls": f"{sample}.JPEG", "seg": f"{sample}.jpg", "dpt": Path(first).name}[task]
+        candidates = [p for n, p in files.items() if n == name or (task == "dpt" and p.as_posix().endswith(first))]
+        if not candidates:
+            raise HarnessError(f"{source}: image {name} of sample {sample} not found")
+        with Image.open(candidates[0]) as image:
+            np.save(target / "feature_test" / f"{sample}.npy", make(model, image), allow_pickle=False)
+        if progress:
+            progress(done, len(ids))
+    return ids
+
+
+def _extract_csr(listing, target, model_dir, limit, keep_correct, progress) -> list[str]:
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    items = [json.loads(line) for line in listing.read_text().splitlines() if line.strip()][:limit]
+    split = LlamaSplit(LlamaForCausalLM.from_pretrained(model_dir, local_files_only=True),
+                       AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
+    kept = []
+    for done, item in enumerate(items, 1):
+        feature, answer = split(arc_prompt(item))
+        labels = [c["label"] for c in item["question"]["choices"]]
+        correct = answer == "ABCDE"[labels.index(item["answerKey"])]
+        if correct or not keep_correct:
+            np.save(target / "feature_test" / f"{item['id']}.npy", feature, allow_pickle=False)
+            kept.append((feature.shape[2], item))
+        if progress:
+            progress(done, len(items))
+    if keep_correct:  # the paper's rule: the correctly answered items, longest prompts first
+        kept.sort(key=lambda pair: -pair[0])
+        (target / "source" / listing.name).write_text("\n".join(json.dumps(i) for _, i in kept) + "\n")
+    return [item["id"] for _, item in kept]

@@ -1,0 +1,128 @@
+"""Feature extraction with forward hooks on tiny real model classes; the split is exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+import pytest
+import torch
+
+from harness.cli import main
+from harness_plugins.heads.extract import arc_prompt
+
+
+@pytest.fixture(scope="module")
+def tiny_dinov2(tmp_path_factory):
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(hidden_size=8, num_hidden_layers=40, num_attention_heads=2, mlp_ratio=2, image_size=518,
+                          patch_size=14, layer_norm_eps=1e-6)
+    folder = tmp_path_factory.mktemp("dinov2")
+    Dinov2Model(config).save_pretrained(folder)
+    return folder
+
+
+def _image(path, size, seed):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(path)
+
+
+def test_dinov2_tasks_in_the_official_layout(tmp_path, tiny_dinov2, capsys):
+    src = tmp_path / "src"
+    (src / "dinov2/cls/source").mkdir(parents=True)
+    (src / "dinov2/cls/source/imagenet_selected_label2.txt").write_text("img_1 3\nimg_2 7")
+    (src / "ImageNet_Selected/n01").mkdir(parents=True)
+    _image(src / "ImageNet_Selected/n01/img_1.JPEG", (300, 400), 1)
+    _image(src / "ImageNet_Selected/n01/img_2.JPEG", (256, 256), 2)
+    (src / "dinov2/seg/source").mkdir(parents=True)
+    (src / "dinov2/seg/source/val_1.txt").write_text("2007_000001\r\n")
+    (src / "VOC2012/JPEGImages").mkdir(parents=True)
+    _image(src / "VOC2012/JPEGImages/2007_000001.jpg", (375, 500), 3)  # -> 512x683: two crops
+    (src / "dinov2/dpt/source/NYU_Test1/bath").mkdir(parents=True)
+    (src / "dinov2/dpt/source/NYU_Test1/nyu_test.txt").write_text("bath/rgb_00001.jpg bath/sync_depth_00001.png 518.8579")
+    _image(src / "dinov2/dpt/source/NYU_Test1/bath/rgb_00001.jpg", (480, 640), 4)
+    out = tmp_path / "data"
+    for task in ("cls", "seg", "dpt"):
+        assert main(["extract", "--task", task, "--source", str(src), "--out", str(out), "--model", str(tiny_dinov2)]) == 0
+    assert np.load(out / "dinov2/cls/feature_test/img_1.npy").shape == (1, 1, 257, 8)
+    assert np.load(out / "dinov2/seg/feature_test/2007_000001.npy").shape == (2, 1, 1370, 8)
+    dpt = np.load(out / "dinov2/dpt/feature_test/bath_rgb_00001.npy")
+    assert dpt.shape == (2, 4, 1611, 8) and dpt.dtype == np.float32
+    assert (out / "dinov2/cls/source/imagenet_selected_label2.txt").exists()
+
+    # the split is exact: the final LayerNorm on the stored block-40 output is the model's own output
+    from transformers import Dinov2Model
+    from harness_plugins.heads.extract import cls_pixels, dinov2_cls
+    model = Dinov2Model.from_pretrained(tiny_dinov2).eval()
+    with Image.open(src / "ImageNet_Selected/n01/img_1.JPEG") as image:
+        feature = dinov2_cls(model, image)
+        with torch.no_grad():
+            full = model(pixel_values=cls_pixels(image)).last_hidden_state
+    assert torch.allclose(model.layernorm(torch.from_numpy(feature[0])), full, atol=1e-5)
+
+
+def _tiny_llama(folder, words):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, **{w: i + 2 for i, w in enumerate(sorted(words))}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", unk_token="<unk>").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(folder)
+
+
+def test_csr_prompt_split_and_selection(tmp_path):
+    items = [{"id": f"Q{i}", "question": {"stem": "Which is " + "big " * i + "?",
+                                          "choices": [{"text": t, "label": l} for t, l in zip("wxyz", "ABCD")]},
+              "answerKey": "ABCD"[i % 4]} for i in range(4)]
+    prompt = arc_prompt(items[1])
+    assert prompt.startswith("<|start_header_id|>user<|end_header_id|>\n\nGiven the following question")
+    assert "Question: Which is big ?\nA: w\nB: x\nC: y\nD: z\nYour response should end with" in prompt
+    assert prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\nThe best answer is")
+    words = {w for item in items for w in (arc_prompt(item).replace("|", " ").split())} | set("ABCD")
+    model_dir = tmp_path / "llama"
+    _tiny_llama(model_dir, {t for w in words for t in __import__("re").findall(r"\w+|[^\w\s]", w)})
+    src = tmp_path / "src" / "llama3" / "csr" / "source"
+    src.mkdir(parents=True)
+    (src / "sampled_longest4.jsonl").write_text("\n".join(json.dumps(i) for i in items))
+    out = tmp_path / "data"
+    assert main(["extract", "--task", "csr", "--source", str(tmp_path / "src"), "--out", str(out),
+                 "--model", str(model_dir)]) == 0
+    from transformers import AutoTokenizer, LlamaForCausalLM
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = tokenizer(arc_prompt(items[2]), return_tensors="pt")
+    feature = np.load(out / "llama3/csr/feature_test/Q2.npy")
+    assert feature.shape == (1, 1, ids.input_ids.shape[1], 64) and ids.input_ids[0, 0] == 1  # BOS first
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    logits = model(**ids).logits
+    from_feature = model.lm_head(model.model.norm(torch.from_numpy(feature[0])))
+    assert torch.allclose(from_feature, logits, atol=1e-4)  # the split is exact
+
+
+def test_csr_keep_correct_keeps_right_answers_longest_first(tmp_path):
+    items = [{"id": f"Q{i}", "question": {"stem": "Pick " + "one " * i,
+                                          "choices": [{"text": t, "label": l} for t, l in zip("wxyz", "ABCD")]},
+              "answerKey": "ABCD"[i % 4]} for i in range(8)]
+    words = {t for item in items for t in __import__("re").findall(r"\w+|[^\w\s]", arc_prompt(item))} | set("ABCD")
+    model_dir = tmp_path / "llama"
+    _tiny_llama(model_dir, words)
+    src = tmp_path / "src" / "llama3" / "csr" / "source"
+    src.mkdir(parents=True)
+    (src / "sampled_longest8.jsonl").write_text("\n".join(json.dumps(i) for i in items))
+    from transformers import AutoTokenizer, LlamaForCausalLM
+    from harness_plugins.heads.extract import LlamaSplit, extract
+    split = LlamaSplit(LlamaForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir))
+    right = [(split(arc_prompt(i))[0].shape[2], i["id"]) for i in items if split(arc_prompt(i))[1] == i["answerKey"]]
+    kept = extract("csr", tmp_path / "src", tmp_path / "data", model_dir, keep_correct=True)
+    assert kept == [i for _, i in sorted(right, key=lambda p: -p[0])]
+    listed = (tmp_path / "data/llama3/csr/source/sampled_longest8.jsonl").read_text().split("\n")
+    assert [json.loads(line)["id"] for line in listed if line] == kept
