@@ -43,6 +43,7 @@ class EvaluationRequest:
     weights: Path | None = None
     heads: dict[str, str] | None = None  # task -> head name, when several are registered
     progress: bool = True
+    device: str | None = None  # default: cuda when available
 
 
 def _context(meta: dict, ctc: CTC, request: EvaluationRequest) -> HeadContext:
@@ -52,7 +53,16 @@ def _context(meta: dict, ctc: CTC, request: EvaluationRequest) -> HeadContext:
         raise HarnessError(f"unknown head backend '{backend}'; available: auto, demo, official")
     weights = request.weights or (Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else None)
     dataset = Dataset(Path(meta["dataset"]["root"]), ctc, name=meta["dataset"]["name"], is_demo=synthetic)
-    return HeadContext(ctc, dataset, synthetic, weights, backend)
+    return HeadContext(ctc, dataset, synthetic, weights, backend, request.device or _default_device())
+
+
+def _default_device() -> str:
+    """CUDA when torch sees a GPU, else the CPU."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str], heads: dict[str, str]) -> None:

@@ -111,3 +111,34 @@ def test_demo_fidelity_is_perfect_on_originals_and_degrades_with_vvc(tmp_path, c
     # the report now shows rate-accuracy curves
     assert main(["report", str(run)]) == 0
     assert (run / "report" / "figures" / "cls-ra.png").exists()
+
+
+def test_official_llama_head_reads_only_norm_and_lm_head(tmp_path):
+    """A Hugging Face Llama folder (safetensors + tokenizer): the head's next token equals the full model's."""
+    from test_extract import _tiny_llama
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    folder = tmp_path / "Meta-Llama-3-8B-Instruct"
+    _tiny_llama(folder, {"The", "best", "answer", "is", "A", "B", "C", "D"})
+    context = official_context(tmp_path)
+    csr = tasks.Csr(context)
+    model = LlamaForCausalLM.from_pretrained(folder).eval()
+    ids = AutoTokenizer.from_pretrained(folder)("The best answer is", return_tensors="pt")
+    hooked = []
+    model.model.layers[-1].register_forward_hook(lambda m, i, o: hooked.append(o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        logits = model(**ids).logits.float()
+    feature = hooked[0].numpy()[None]
+    assert torch.equal(csr.head.lm_head.weight, model.lm_head.weight.to(torch.bfloat16))  # the official dtype
+    # bf16 like the official injection: the same greedy token as the full float32 model here
+    assert csr.predict("q", feature)[0] == int(logits[0, -1].argmax())
+    assert csr.ground_truth(["q"]) is None  # synthetic context: fidelity mode
+
+
+def test_official_tti_files_are_checked(tmp_path):
+    from harness_plugins.heads.sd3 import tiny_vae
+
+    tiny_vae().save_pretrained(tmp_path / "stable-diffusion-3-medium-diffusers" / "vae")
+    (tmp_path / "weights-inception-2015-12-05-6726825d.pth").write_bytes(b"not the inception weights")
+    with pytest.raises(Exception, match="is not the expected Inception weights"):
+        tasks.Tti(official_context(tmp_path))

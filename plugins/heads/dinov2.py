@@ -74,13 +74,13 @@ class SegHead(nn.Module):
         if len(boxes) != crops.shape[0]:
             raise ValueError(f"{crops.shape[0]} crops stored, the {original} image gives {len(boxes)}")
         classes = self.conv_seg.out_channels
-        preds = torch.zeros(1, classes, h_img, w_img)
-        count = torch.zeros(1, 1, h_img, w_img)
+        preds = torch.zeros(1, classes, h_img, w_img, device=crops.device)
+        count = torch.zeros(1, 1, h_img, w_img, device=crops.device)
         for crop, (y1, y2, x1, x2) in zip(crops, boxes):
             preds[:, :, y1:y2, x1:x2] += self.crop_logits(crop[None])
             count[:, :, y1:y2, x1:x2] += 1
         preds = F.interpolate(preds / count, size=original, mode="bilinear", align_corners=False)
-        return preds.softmax(dim=1).argmax(dim=1)[0].numpy().astype(np.uint8)
+        return preds.softmax(dim=1).argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
 
 
 class DepthHead(nn.Module):
@@ -116,4 +116,4 @@ class DepthHead(nn.Module):
         """(2 augs, 4 layers, 1611, D): original and mirrored predictions, averaged -> (480, 640)."""
         first = self(feature[0])
         mirrored = self(feature[1]).flip(dims=(3,))
-        return ((first + mirrored) / 2)[0, 0].numpy()
+        return ((first + mirrored) / 2)[0, 0].cpu().numpy()

@@ -21,7 +21,8 @@ class CsrHead(nn.Module):
 
     def next_token(self, feature: np.ndarray) -> int:
         """(1, 1, T, H) -> the greedy next token after the prompt (bf16 like the official code)."""
-        last = torch.from_numpy(np.ascontiguousarray(feature[0, 0, -1:]))[None].to(torch.bfloat16)
+        last = torch.from_numpy(np.ascontiguousarray(feature[0, 0, -1:]))[None]
+        last = last.to(device=self.lm_head.weight.device, dtype=torch.bfloat16)
         with torch.no_grad():
             logits = self.lm_head(self.norm(last)).float()
         return int(logits[0, -1].argmax())

@@ -40,7 +40,7 @@ class RandomFeatures(nn.Module):
 
 def decode_image(vae, latent: np.ndarray) -> torch.Tensor:
     """(1, 16, h, w) float16 latent -> (1, 3, H, W) uint8 image."""
-    z = torch.from_numpy(latent.astype(np.float32))
+    z = torch.from_numpy(latent.astype(np.float32)).to(vae.device)
     z = z / vae.config.scaling_factor + vae.config.shift_factor
     with torch.no_grad():
         image = vae.decode(z, return_dict=False)[0]

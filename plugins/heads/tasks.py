@@ -38,11 +38,11 @@ class Cls:
             self.head.linear.load_state_dict(pick(load_state(path), ["weight", "bias"], path))
         else:
             seeded(self.head, 1001)
-        self.head.eval()
+        self.head.to(context.device).eval()
 
     def predict(self, sample_id: str, feature: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            logits = self.head(torch.from_numpy(np.ascontiguousarray(feature[0])))
+            logits = self.head(torch.from_numpy(np.ascontiguousarray(feature[0])).to(self.context.device))
         return np.array([int(logits.argmax(dim=1)[0])])
 
     def ground_truth(self, sample_ids: Sequence[str]):
@@ -72,7 +72,7 @@ class Seg:
             self.head.bn.load_state_dict({k[3:]: state[k] for k in keys[2:]}, strict=False)
         else:
             seeded(self.head, 1002)
-        self.head.eval()
+        self.head.to(context.device).eval()
 
     def image_size(self, sample_id: str, crops: int) -> tuple[int, int]:
         if self.context.synthetic:  # a 512-high image as wide as its crops need
@@ -86,7 +86,7 @@ class Seg:
         return self.context.dataset.task_dir("seg") / "source" / "VOC2012" / "SegmentationClass" / f"{sample_id}.png"
 
     def predict(self, sample_id: str, feature: np.ndarray) -> np.ndarray:
-        crops = torch.from_numpy(np.ascontiguousarray(feature[:, 0]))
+        crops = torch.from_numpy(np.ascontiguousarray(feature[:, 0])).to(self.context.device)
         with torch.no_grad():
             return self.head.segment(crops, self.image_size(sample_id, feature.shape[0]))
 
@@ -116,11 +116,12 @@ class Dpt:
             self.head.conv_depth.load_state_dict({k[11:]: v for k, v in state.items()})
         else:
             seeded(self.head, 1003, scale=4.0)
-        self.head.eval()
+        self.head.to(context.device).eval()
 
     def predict(self, sample_id: str, feature: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self.head.predict(torch.from_numpy(np.ascontiguousarray(feature))).astype(np.float32)
+            return self.head.predict(torch.from_numpy(np.ascontiguousarray(feature)).to(self.context.device)
+                                     ).astype(np.float32)
 
     def ground_truth(self, sample_ids: Sequence[str]):
         if self.context.synthetic:
@@ -149,6 +150,7 @@ class Csr:
             self.head, self.tokenizer = _official_llama_head(context.weights / "Meta-Llama-3-8B-Instruct")
         else:
             self.head = seeded(CsrHead(4096, 4), 1004)  # demo: a 4-token vocabulary, the answer letters
+        self.head.to(context.device)
 
     def predict(self, sample_id: str, feature: np.ndarray) -> np.ndarray:
         return np.array([self.head.next_token(feature)])
@@ -204,12 +206,13 @@ class Tti:
         else:
             torch.manual_seed(1005)
             self.vae = tiny_vae().eval()
-            self.features = seeded(RandomFeatures(), 1006)
+            self.features = seeded(RandomFeatures(), 1006).to(context.device)
+        self.vae.to(context.device)
 
     def predict(self, sample_id: str, feature: np.ndarray) -> np.ndarray:
         image = decode_image(self.vae, feature)
         with torch.no_grad():
-            return self.features(image)[0].double().numpy()
+            return self.features(image)[0].double().cpu().numpy()
 
     def ground_truth(self, sample_ids):
         return None  # the reference images are decoded from the original latents, by definition
