@@ -394,6 +394,8 @@ def extract(
     model: Annotated[Path, typer.Option(help="Local model folder (Hugging Face layout): DINOv2-g or Llama-3.")],
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     keep_correct: Annotated[bool, typer.Option(help="csr: keep only items the model answers right, longest first.")] = False,
+    steps: Annotated[int, typer.Option(help="tti: denoising steps (CTC: 28).")] = 28,
+    size: Annotated[int, typer.Option(help="tti: image size (CTC: 1024).")] = 1024,
 ) -> None:
     """Extract features at the CTC split points into a dataset in the official layout."""
     from tqdm import tqdm
@@ -408,7 +410,8 @@ def extract(
         def progress(done: int, total: int) -> None:
             bar.total, bar.n = total, done
             bar.refresh()
-        ids = run_extract(task, source, out, model, limit, keep_correct, progress)
+        options = {"steps": steps, "size": size} if task == "tti" else {}
+        ids = run_extract(task, source, out, model, limit, keep_correct, progress, **options)
     typer.echo(f"wrote {len(ids)} {task} features under {out}")
 
 

@@ -126,3 +126,44 @@ def test_csr_keep_correct_keeps_right_answers_longest_first(tmp_path):
     assert kept == [i for _, i in sorted(right, key=lambda p: -p[0])]
     listed = (tmp_path / "data/llama3/csr/source/sampled_longest8.jsonl").read_text().split("\n")
     assert [json.loads(line)["id"] for line in listed if line] == kept
+
+
+def test_tti_latents_from_a_tiny_sd3_pipeline(tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    from harness_plugins.heads.sd3 import tiny_vae
+
+    def tokenizer():
+        vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3, **{w: i + 4 for i, w in enumerate("a cat dog on the".split())}}
+        core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        core.pre_tokenizer = pre_tokenizers.Whitespace()
+        return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                       eos_token="</s>", model_max_length=77)
+
+    torch.manual_seed(0)
+    clip = CLIPTextConfig(vocab_size=20, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                          num_hidden_layers=2, projection_dim=32, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    pipe = StableDiffusion3Pipeline(
+        transformer=SD3Transformer2DModel(sample_size=32, patch_size=2, in_channels=16, num_layers=1,
+                                          attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                          joint_attention_dim=32, pooled_projection_dim=64, out_channels=16),
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(),
+        text_encoder=CLIPTextModelWithProjection(clip), tokenizer=tokenizer(),
+        text_encoder_2=CLIPTextModelWithProjection(clip), tokenizer_2=tokenizer(),
+        text_encoder_3=T5EncoderModel(T5Config(vocab_size=20, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)),
+        tokenizer_3=tokenizer())
+    pipe.save_pretrained(tmp_path / "sd3")
+    src = tmp_path / "src" / "sd3" / "tti" / "source"
+    src.mkdir(parents=True)
+    (src / "captions_val2017_select3.txt").write_text(
+        "COCO_val2017_000000000001.jpg a cat on the dog\nCOCO_val2017_000000000002.jpg a dog\n"
+        "COCO_val2017_000000000003.jpg the cat")
+    for out in (tmp_path / "a", tmp_path / "b"):
+        assert main(["extract", "--task", "tti", "--source", str(tmp_path / "src"), "--out", str(out),
+                     "--model", str(tmp_path / "sd3"), "--steps", "2", "--size", "64"]) == 0
+    latent = np.load(tmp_path / "a/sd3/tti/feature_test/COCO_val2017_000000000002.npy")
+    assert latent.shape == (1, 16, 32, 32) and latent.dtype == np.float16
+    again = np.load(tmp_path / "b/sd3/tti/feature_test/COCO_val2017_000000000002.npy")
+    assert np.array_equal(latent, again)  # seeded: the same latents every time

@@ -63,5 +63,5 @@ def harness_tasks() -> list[TaskHeadSpec]:
     }
     return [TaskHeadSpec(name=f"paper-{task}", task=task, version=VERSION, factory=_factory(task),
                          description=text, required_files=required(task),
-                         extractor=_extract if task != "tti" else None)
+                         extractor=_extract)
             for task, text in descriptions.items()]

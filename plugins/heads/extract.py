@@ -8,6 +8,9 @@ plus the sample list under source/) from source data and local model folders
 - dpt: blocks 10/20/30/40, 480x640 padded to 490x644, original and mirrored -> (2, 4, 1611, D)
 - csr: Llama-3 last decoder layer output (before the final RMSNorm) on the paper's prompt -> (1, 1, T, H),
   optionally keeping only the items the model answers right, longest prompts first (the paper's rule)
+- tti: SD3's final denoised latent (output_type="latent", before 1/scaling + shift) -> (1, 16, 128, 128)
+  float16; seed 3407 set once, prompts in batches of 16, empty negative prompt, 28 steps, guidance 7,
+  1024x1024 (official sd3.py); float16 on a GPU, float32 on the CPU
 Image resizing uses PIL, not mmcv/cv2, so features are close to, not bit-identical with, the released ones.
 """
 
@@ -138,7 +141,8 @@ class LlamaSplit:
 
 
 def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | None = None,
-            keep_correct: bool = False, progress: Callable[[int, int], None] | None = None) -> list[str]:
+            keep_correct: bool = False, progress: Callable[[int, int], None] | None = None,
+            steps: int = 28, size: int = 1024) -> list[str]:
     """Write features for every listed sample (see the module docstring); returns the ids written."""
     from harness.ctc import load_ctc
 
@@ -153,6 +157,8 @@ def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | No
     (target / "feature_test").mkdir(parents=True, exist_ok=True)
     if task == "csr":
         written = _extract_csr(listing, target, model_dir, limit, keep_correct, progress)
+    elif task == "tti":
+        written = _extract_tti(listing, target, model_dir, limit, progress, steps, size)
     else:
         written = _extract_dinov2(task, listing, source, target, model_dir, limit, progress)
     if task != "csr" or not keep_correct:
@@ -203,3 +209,30 @@ def _extract_csr(listing, target, model_dir, limit, keep_correct, progress) -> l
         kept.sort(key=lambda pair: -pair[0])
         (target / "source" / listing.name).write_text("\n".join(json.dumps(i) for _, i in kept) + "\n")
     return [item["id"] for _, item in kept]
+
+
+def _extract_tti(listing, target, model_dir, limit, progress, steps: int, size: int, batch: int = 16,
+                 seed: int = 3407, guidance: float = 7.0) -> list[str]:
+    from diffusers import StableDiffusion3Pipeline
+
+    from harness.dataset import parse_sample_list
+
+    cuda = torch.cuda.is_available()
+    pipe = StableDiffusion3Pipeline.from_pretrained(model_dir, local_files_only=True,
+                                                    torch_dtype=torch.float16 if cuda else torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    if cuda:
+        pipe.enable_model_cpu_offload()
+    ids = parse_sample_list(listing, "name_caption")[:limit]
+    captions = [line.split(maxsplit=1)[1].strip() for line in listing.read_text().splitlines() if line.strip()]
+    torch.manual_seed(seed)  # once, then batches of 16: the official way to get its exact latents
+    for start in range(0, len(ids), batch):
+        prompts = captions[start:start + batch]
+        latents = pipe(prompt=prompts, negative_prompt=[""] * len(prompts), num_inference_steps=steps,
+                       height=size, width=size, guidance_scale=guidance, output_type="latent").images
+        for offset, latent in enumerate(latents):
+            np.save(target / "feature_test" / f"{ids[start + offset]}.npy",
+                    latent[None].to(torch.float16).cpu().numpy(), allow_pickle=False)
+        if progress:
+            progress(min(start + batch, len(ids)), len(ids))
+    return ids
