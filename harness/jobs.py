@@ -8,7 +8,7 @@ returns a failed record with the reason, and the run goes on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import importlib
 import math
 import os

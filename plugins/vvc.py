@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import hashlib
-import os
 from pathlib import Path
 import re
 import tempfile
@@ -35,7 +34,7 @@ import tempfile
 import numpy as np
 
 from harness import CodecError, CodecSpec, hookimpl, run_tool
-from harness_plugins.vvc_sps import _rbsp, nal_units
+from harness_plugins.vvc_sps import rbsp
 
 VERSION = "1.0"
 PRESETS = ("faster", "fast", "medium", "slow", "slower")
@@ -120,7 +119,7 @@ def split_picture_hash(stream: bytes) -> tuple[bytes, bytes | None]:
 
 
 def _picture_md5(nal: bytes) -> bytes | None:
-    payload, i = _rbsp(nal[2:]), 0
+    payload, i = rbsp(nal[2:]), 0
     kind = size = 0
     while payload[i] == 0xFF:
         kind, i = kind + 255, i + 1

@@ -62,7 +62,7 @@ def nal_units(stream: bytes) -> list[bytes]:
     return [u for u in units if len(u) >= 2]
 
 
-def _rbsp(nal: bytes) -> bytes:
+def rbsp(nal: bytes) -> bytes:
     """Remove emulation-prevention bytes (00 00 03 -> 00 00)."""
     out, zeros = bytearray(), 0
     for byte in nal:
@@ -95,7 +95,7 @@ def parse_sps(stream: bytes) -> SpsInfo:
     for nal in nal_units(stream):
         if (nal[1] >> 3) & 0x1F != SPS_NUT:
             continue
-        bits = _Bits(_rbsp(nal[2:]))
+        bits = _Bits(rbsp(nal[2:]))
         bits.u(4 + 4)  # sps_seq_parameter_set_id, sps_video_parameter_set_id
         max_sublayers_minus1 = bits.u(3)
         chroma = bits.u(2)

@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from dataclasses import replace
-from pathlib import Path
 import subprocess
 import sys
 import textwrap
