@@ -7,6 +7,8 @@ everything else is internal and may change.
 __version__ = "0.1.0"
 
 from harness.codec import Codec, CodecSpec, format_rate_point  # noqa: E402
+from harness.ctc import load_ctc  # noqa: E402
+from harness.dataset import parse_sample_list  # noqa: E402
 from harness.datasets import DatasetSpec  # noqa: E402
 from harness.errors import CodecError, HarnessError  # noqa: E402
 from harness.external import run_tool  # noqa: E402
@@ -32,6 +34,8 @@ __all__ = [
     "__version__",
     "format_rate_point",
     "hookimpl",
+    "load_ctc",
+    "parse_sample_list",
     "locate_tool",
     "pad_to_multiple",
     "run_tool",

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 import torch
 
-from harness import HarnessError
+from harness import HarnessError, load_ctc, parse_sample_list
 from harness_plugins.heads.dinov2 import crop_boxes, resized_size
 
 IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -144,8 +144,6 @@ def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | No
             keep_correct: bool = False, progress: Callable[[int, int], None] | None = None,
             steps: int = 28, size: int = 1024) -> list[str]:
     """Write features for every listed sample (see the module docstring); returns the ids written."""
-    from harness.ctc import load_ctc
-
     spec = load_ctc().task(task)
     lists = sorted({p for pattern in spec.sample_lists for p in (source / spec.model_dir / task).glob(pattern)}
                    | {p for pattern in spec.sample_lists for p in source.glob(pattern.removeprefix("source/"))})
@@ -168,8 +166,6 @@ def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | No
 
 def _extract_dinov2(task, listing, source, target, model_dir, limit, progress) -> list[str]:
     from transformers import Dinov2Model
-
-    from harness.dataset import parse_sample_list
 
     model = Dinov2Model.from_pretrained(model_dir, local_files_only=True).eval()
     fmt = {"cls": "name_label", "seg": "id", "dpt": "nyu_pairs"}[task]
@@ -214,8 +210,6 @@ def _extract_csr(listing, target, model_dir, limit, keep_correct, progress) -> l
 def _extract_tti(listing, target, model_dir, limit, progress, steps: int, size: int, batch: int = 16,
                  seed: int = 3407, guidance: float = 7.0) -> list[str]:
     from diffusers import StableDiffusion3Pipeline
-
-    from harness.dataset import parse_sample_list
 
     cuda = torch.cuda.is_available()
     pipe = StableDiffusion3Pipeline.from_pretrained(model_dir, local_files_only=True,
