@@ -46,23 +46,10 @@ def make_data(root: Path, count: int) -> Path:
     return root
 
 
-class KeepOpen:
-    """execute() closes its executor; keep it warm across repeats."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def run(self, fn, jobs):
-        return self.inner.run(fn, jobs)
-
-    def close(self):
-        pass
-
-
 def run_once(executor, root: Path, out: Path, level: int) -> tuple[float, float, int]:
     start = time.perf_counter()
     outcome = execute(RunRequest(codec="zlib", data_root=root, out=out, progress=False,
-                                 codec_options={"level": str(level)}), executor=KeepOpen(executor))
+                                 codec_options={"level": str(level)}), executor=executor)
     wall = time.perf_counter() - start
     assert not outcome.failures and outcome.ran == len(outcome.table)
     return wall, float((outcome.table.enc_wall_s + outcome.table.dec_wall_s).sum()), len(outcome.table)

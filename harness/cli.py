@@ -78,7 +78,11 @@ def run(
         except ImportError:
             raise HarnessError("the dask executor needs: pip install 'fcm-harness[cluster]'") from None
         pool = make_executor("dask", jobs, scheduler)
-    outcome = execute(request, executor=pool)
+    try:
+        outcome = execute(request, executor=pool)
+    finally:
+        if pool is not None:
+            pool.close()
     typer.echo(f"run directory: {outcome.run_dir}")
     typer.echo(f"jobs: {outcome.planned} planned, {outcome.skipped} already done, {outcome.ran} run, "
                f"{len(outcome.failures)} failed")

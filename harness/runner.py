@@ -194,6 +194,7 @@ def _run_jobs(pending: list[Job], request: RunRequest, executor: Executor | None
     if not pending:
         return failures
     workers = request.jobs or os.cpu_count() or 1
+    owned = executor is None  # an executor passed in belongs to the caller, who closes it
     executor = executor or local_executor(min(workers, len(pending)))
     bar = tqdm(total=total, initial=total - len(pending), desc=f"{label}", unit="job",
                disable=not request.progress, file=sys.stderr, dynamic_ncols=True)
@@ -205,7 +206,8 @@ def _run_jobs(pending: list[Job], request: RunRequest, executor: Executor | None
             bar.update(1)
     finally:
         bar.close()
-        executor.close()
+        if owned:
+            executor.close()
     return failures
 
 

@@ -53,19 +53,6 @@ def temp_files(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.rglob(".*.tmp")]
 
 
-class KeepOpen:
-    """Lets a test inspect the cluster after `execute` (which closes its executor)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def run(self, fn, jobs):
-        return self.inner.run(fn, jobs)
-
-    def close(self):
-        pass
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _env(tmp_path_factory):
     # workers are spawned from this process: they inherit the environment and sys.path
@@ -140,7 +127,7 @@ def test_codecs_are_built_once_per_worker_and_a_crashing_job_is_not_retried_fore
     try:
         # 1. the codec factory (stand-in for loading a task-head model) runs once per worker process
         ok = execute(request(data, tmp_path / "count", codec="zlibcount", plugin_modules=PLUGINS,
-                             codec_options={"level": "1"}), executor=KeepOpen(executor))
+                             codec_options={"level": "1"}), executor=executor)
         assert not ok.failures and ok.ran == 5 * SAMPLES
         calls = executor.client.run(__import__("plugins_for_tests.dask_plugins", fromlist=["executing"]).factory_calls)
         workers_used = {where for where in executor.ran_on.values()}
@@ -149,7 +136,7 @@ def test_codecs_are_built_once_per_worker_and_a_crashing_job_is_not_retried_fore
         # 2. a job that kills its worker every time: bounded retries, then a failed row with the reason
         out = tmp_path / "killer"
         crash = execute(request(data, out, codec="killer", plugin_modules=PLUGINS, limit=1,
-                                codec_options={"level": "1"}), executor=KeepOpen(executor))
+                                codec_options={"level": "1"}), executor=executor)
         assert executor.stats["workers_lost"] == 2  # first attempt + 1 retry
         assert [(f.rate_point, f.status) for f in crash.failures] == [(4.0, "failed")]
         assert "KilledWorker" in crash.failures[0].error and "2 times" in crash.failures[0].error
@@ -169,7 +156,7 @@ from pathlib import Path
 from harness.dask_executor import DaskExecutor
 from harness.runner import RunRequest, execute
 execute(RunRequest(codec="zlib", data_root=Path(sys.argv[1]), out=Path(sys.argv[2]), progress=False,
-                   codec_options={"level": "9"}), executor=DaskExecutor(workers=2))
+                   codec_options={"level": "9"}), executor=DaskExecutor(workers=2))  # the process dies
 """
 
 
@@ -201,7 +188,8 @@ def test_a_killed_driver_resumes_from_the_run_directory(data, reference, tmp_pat
     assert not alive, f"orphaned worker processes: {[p.pid for p in alive]}"
 
     done_before = sum(1 for p in (out / "records").rglob("*.json"))
-    resumed = execute(request(data, out), executor=DaskExecutor(workers=2))
+    with DaskExecutor(workers=2) as executor:
+        resumed = execute(request(data, out), executor=executor)
     assert resumed.planned == 5 * SAMPLES
     assert resumed.skipped >= min(done_before, 6) and resumed.skipped + resumed.ran == 5 * SAMPLES
     assert not resumed.failures
