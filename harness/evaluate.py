@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-import json
 import os
 from pathlib import Path
 import sys
@@ -27,6 +26,7 @@ from harness.errors import HarnessError
 from harness.jobs import codec_for_verify
 from harness.npyio import atomic_save_npy, atomic_write_text, load_npy
 from harness.processing import Preprocessor
+from harness.provenance import load_run_meta
 from harness.registry import Registry, default_registry
 from harness.results import read_table
 from harness.tasks import HeadContext
@@ -79,7 +79,7 @@ def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str]
 
 def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.DataFrame:
     run_dir = Path(request.run_dir)
-    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    meta = load_run_meta(run_dir)
     ctc = load_ctc(ctc_dir)
     if ctc.sha256 != meta["ctc"]["sha256"]:
         raise HarnessError(f"{run_dir}: coded under another CTC ({meta['ctc']['sha256'][:12]}) than this one")

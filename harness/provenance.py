@@ -39,6 +39,14 @@ def read_run_json(run_dir: Path) -> dict[str, Any] | None:
         raise RunError(f"{path}: unreadable run description ({exc}); move it away or use another --out") from None
 
 
+def load_run_meta(run_dir: Path) -> dict[str, Any]:
+    """run.json of a run directory, or a clear error when `run_dir` is not one."""
+    meta = read_run_json(Path(run_dir))
+    if meta is None:
+        raise RunError(f"{run_dir}: not a run directory (no run.json)")
+    return meta
+
+
 def check_resumable(existing: dict[str, Any], key: dict[str, Any], run_dir: Path) -> None:
     """A run directory may only be extended with the same codec, options, CTC and data."""
     old = existing.get("run_key", {})

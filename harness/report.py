@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-import json
 from pathlib import Path
 
 import jinja2
@@ -24,6 +23,7 @@ from harness.ctc import CTC
 from harness.curves import Curve, compare, load_anchor, load_run_curve
 from harness.figures import curve_plot, scatter_fit
 from harness.npyio import atomic_write_text
+from harness.provenance import load_run_meta
 
 DEFAULT_ANCHORS = ("paper-vtm", "paper-hyperprior")
 
@@ -78,7 +78,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANC
                  method: str = "pchip", policy: str = "nan") -> ReportFiles:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report"
-    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    meta = load_run_meta(run_dir)
     run = load_run_curve(run_dir, ctc, on="mse")
     run.name = meta["codec"]["name"]
     anchor_curves = [load_anchor(a) for a in anchors]

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-import json
 import multiprocessing
 from pathlib import Path
 
 from harness.errors import RunError
+from harness.provenance import load_run_meta
 from harness.results import ResultRecord, collect_records, sha256_bytes
 
 
@@ -53,11 +53,7 @@ def decode_and_hash(job: VerifyJob) -> VerifyResult:
 
 
 def verify_jobs(run_dir: Path, plugin_modules: tuple[str, ...] = ()) -> list[VerifyJob]:
-    meta_path = run_dir / "run.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{meta_path}: not a run directory ({exc})") from None
+    meta = load_run_meta(run_dir)
     options = tuple(sorted(meta.get("run_key", {}).get("codec_options", {}).items()))
     records: list[ResultRecord] = [r for r in collect_records(run_dir) if r.status == "ok"]
     if not records:

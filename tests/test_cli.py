@@ -45,6 +45,12 @@ def test_user_errors_are_one_line_exit_1(capsys, args, message):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["report", "evaluate", "verify"])
+def test_commands_on_a_folder_that_is_not_a_run(capsys, tmp_path, command):
+    code, _, err = run_cli(capsys, command, str(tmp_path))
+    assert code == 1 and f"{tmp_path}: not a run directory (no run.json)" in err and "Traceback" not in err
+
+
 def test_bad_features_each_give_one_line(capsys, tmp_path):
     root = make_root(tmp_path / "d")
     feature = root / "dinov2/cls/feature_test/img_a.npy"

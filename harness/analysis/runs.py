@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from harness.ctc import CTC
 from harness.errors import HarnessError
 from harness.jobs import codec_for_verify
 from harness.processing import Preprocessor
+from harness.provenance import load_run_meta
 from harness.registry import default_registry
 from harness.results import job_paths
 
@@ -22,11 +22,7 @@ def run_reconstructor(run_dir: Path, rate_point: float, ctc: CTC, dataset_label:
     Returns None for samples the run did not code at this rate point. The run
     must have coded the dataset being analysed.
     """
-    meta_path = Path(run_dir) / "run.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"{meta_path}: not a run directory ({exc})") from None
+    meta = load_run_meta(Path(run_dir))
     if meta.get("dataset", {}).get("name") != dataset_label:
         raise HarnessError(f"{run_dir}: the run coded dataset '{meta.get('dataset', {}).get('name')}', "
                            f"not '{dataset_label}'")
