@@ -146,7 +146,12 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
         raise HarnessError(f"codec '{spec.name}' cannot run here: {missing_tool}")
     for task in request.tasks or ():
         ctc.task(task)  # fail on a typo before any dataset is made
-    spec.factory(dict(request.codec_options))  # bad options or missing model files: one line, before any work
+    if request.quant_rule not in (None, *ctc.quant_rules):
+        raise HarnessError(f"unknown quantization rule '{request.quant_rule}'; available: {', '.join(ctc.quant_rules)}")
+    try:  # bad options or missing model files: one line, before any work
+        spec.factory(dict(request.codec_options))
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise HarnessError(f"codec '{spec.name}': bad option value ({exc})") from None
     source = resolve_dataset(request.dataset, request.data_root, ctc, registry, progress=request.progress)
     run_dir = Path(request.out) if request.out else default_out(source.label, spec.name)
     prepare_run_dir(run_dir)

@@ -153,3 +153,14 @@ def test_killed_run_resumes_to_identical_rows(tmp_path):
     assert len(_stable(killed)) == 50
     verify = subprocess.run(HARNESS + ["verify", str(killed)], capture_output=True, text=True)
     assert verify.returncode == 0 and "50 of 50 bitstreams reproduce" in verify.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", "level=high"], "codec 'zlib': bad option value"),
+    (["--quant-rule", "bogus"], "unknown quantization rule 'bogus'; available: floor, unbiased"),
+])
+def test_bad_option_values_are_one_line(capsys, tmp_path, data_root, args, message):
+    code, _, err = run_cli(capsys, "run", "--codec", "zlib", "--data-root", str(data_root), "--out",
+                           str(tmp_path / "r"), *args)
+    assert code == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "run.json").exists()  # nothing recorded: the directory stays usable
