@@ -30,6 +30,38 @@ def _split_numbers(text: str | None) -> list[float] | None:
         raise HarnessError(f"--rate-points must be numbers separated by commas, got {text!r}") from None
 
 
+def _resolve(ctc: Optional[Path], dataset: Optional[str], data_root: Optional[Path]):
+    """The CTC in force and the dataset named by --dataset / --data-root."""
+    from harness.ctc import load_ctc
+    from harness.registry import default_registry
+    from harness.sources import resolve_dataset
+
+    spec = load_ctc(ctc)
+    return spec, resolve_dataset(dataset, data_root, spec, default_registry())
+
+
+class _Progress:
+    """A tqdm bar driven by (done, total) callbacks, optionally with a stage name."""
+
+    def __init__(self, desc: str, unit: str) -> None:
+        from tqdm import tqdm
+
+        self.desc, self.bar = desc, tqdm(desc=desc, unit=unit, file=sys.stderr)
+
+    def __call__(self, *args) -> None:
+        *name, done, total = args
+        if name:
+            self.bar.set_description(f"{self.desc} {name[0]}")
+        self.bar.total, self.bar.n = total, done
+        self.bar.refresh()
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
 def _options(pairs: list[str] | None) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
@@ -167,13 +199,9 @@ def validate(
     """Check a dataset: every listed sample present, CTC shape/dtype, finite, no pickle."""
     from tqdm import tqdm
 
-    from harness.ctc import load_ctc
-    from harness.registry import default_registry
-    from harness.sources import resolve_dataset
     from harness.validate import validate_dataset, write_manifest as write_sha
 
-    spec = load_ctc(ctc)
-    source = resolve_dataset(dataset, data_root, spec, default_registry())
+    spec, source = _resolve(ctc, dataset, data_root)
     tasks = task or source.dataset.available_tasks() or list(spec.tasks)
     with tqdm(desc="validating", unit="file", file=sys.stderr) as bar:
         report = validate_dataset(source.dataset, tasks, manifest, on_file=lambda: bar.update(1))
@@ -318,31 +346,18 @@ def analyze(
     ctc: CtcOpt = None,
 ) -> None:
     """Feature statistics, value histograms (original/truncated/reconstructed), DCT blocks, outlier channels."""
-    from tqdm import tqdm
-
     from harness.analysis import analyze_dataset, codec_reconstructor
     from harness.analysis.runs import run_reconstructor
-    from harness.ctc import load_ctc
-    from harness.registry import default_registry
-    from harness.sources import resolve_dataset
 
-    spec = load_ctc(ctc)
-    source = resolve_dataset(dataset, data_root, spec, default_registry())
+    spec, source = _resolve(ctc, dataset, data_root)
     tasks = task or source.dataset.available_tasks()
     if (run_dir or codec) and rate_point is None:
         raise HarnessError("--run and --codec need --rate-point (e.g. 32 for QP 32)")
     recon = (run_reconstructor(run_dir, rate_point, spec, source.label) if run_dir else
              codec_reconstructor(spec, codec, rate_point) if codec else None)
-    bar = tqdm(desc="analysing", unit="feature", file=sys.stderr)
-
-    def progress(name: str, done: int, total: int) -> None:
-        bar.set_description(f"analysing {name}")
-        bar.total, bar.n = total, done
-        bar.refresh()
-
-    summary = analyze_dataset(source.dataset, tasks, out or Path("analysis") / source.label, progress=progress,
-                              reconstruct=recon, limit=limit)
-    bar.close()
+    with _Progress("analysing", "feature") as progress:
+        summary = analyze_dataset(source.dataset, tasks, out or Path("analysis") / source.label,
+                                  progress=progress, reconstruct=recon, limit=limit)
     typer.echo(f"page: {summary['html']} ({summary['seconds']:.1f} s)")
 
 
@@ -402,19 +417,14 @@ def extract(
     size: Annotated[int, typer.Option(help="tti: image size (CTC: 1024).")] = 1024,
 ) -> None:
     """Extract features at the CTC split points into a dataset in the official layout."""
-    from tqdm import tqdm
-
     from harness.registry import default_registry
 
     head = default_registry().head_for(task).spec
     if head.extractor is None:
         raise HarnessError(f"the '{task}' head ({head.name}) cannot extract features yet; use the released features")
     run_extract = head.extractor
-    with tqdm(desc=f"extracting {task}", unit="sample", file=sys.stderr) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total, bar.n = total, done
-            bar.refresh()
-        options = {"steps": steps, "size": size} if task == "tti" else {}
+    options = {"steps": steps, "size": size} if task == "tti" else {}
+    with _Progress(f"extracting {task}", "sample") as progress:
         ids = run_extract(task, source, out, model, limit, keep_correct, progress, **options)
     typer.echo(f"wrote {len(ids)} {task} features under {out}")
 

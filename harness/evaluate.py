@@ -105,7 +105,8 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
             task_rows = ok[ok.task == task]
             samples = sorted(task_rows["sample"].unique())
             features = {s: context.dataset.feature_path(task, s) for s in samples}
-            cache = run_dir / "predictions" / task
+            # keyed by the heads that made them, so switching backends never reuses predictions
+            cache = run_dir / "predictions" / f"{context.backend}-{head_reg.spec.name}" / task
 
             def cached(label: str, sample: str, make: Callable[[], np.ndarray]) -> np.ndarray:
                 path = cache / label / f"{sample}.npy"
@@ -141,7 +142,8 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
                         pipe = Preprocessor.for_task(ctc, task, spec.family, spec.input_kind, original.shape,
                                                      original.dtype, meta["run_key"].get("quant_rule"))
                         return head.predict(record.sample, pipe.inverse(frame))
-                    preds.append(cached(label, record.sample, decoded))
+                    # the bitstream's hash in the name: a re-coded job gets fresh predictions
+                    preds.append(cached(label, f"{record.sample}-{record.bitstream_sha256[:16]}", decoded))
                     bar.update(1)
                 wanted = [targets[samples.index(s)] for s in ids]
                 rows.append({**base, "rate_parameter": spec.rate_parameter, "rate_point": f"{point:g}",

@@ -126,12 +126,22 @@ def check_decoded(decoded: Any, like: np.ndarray, kind: str) -> np.ndarray:
             raise CodecError(f"decode returned {decoded.dtype} for a 10-bit frame; expected integers")
         if decoded.size and (decoded.min() < 0 or decoded.max() > 1023):
             raise CodecError(f"decode returned values {decoded.min()}..{decoded.max()} outside 0..1023")
-        return decoded.astype(np.uint16, copy=False)
-    if decoded.dtype.kind != "f":
-        raise CodecError(f"decode returned {decoded.dtype}; expected floating point")
-    if not np.isfinite(decoded).all():
-        raise CodecError("decode returned NaN or Inf values")
-    return decoded.astype(like.dtype, copy=False)
+    else:
+        if decoded.dtype.kind != "f":
+            raise CodecError(f"decode returned {decoded.dtype}; expected floating point")
+        if not np.isfinite(decoded).all():
+            raise CodecError("decode returned NaN or Inf values")
+    return canonical_output(decoded, kind, like.dtype)
+
+
+def canonical_output(decoded: np.ndarray, kind: str, input_dtype: np.dtype | str) -> np.ndarray:
+    """The decoder's output in the dtype its hash is taken in: uint16 frames, else the input's dtype."""
+    return decoded.astype(np.uint16 if kind == "frame10" else np.dtype(input_dtype), copy=False)
+
+
+def input_dtype(kind: str, task_dtype: str) -> str:
+    """The dtype of what a codec of input `kind` is given (and must give back)."""
+    return {"frame10": "uint16", "frame01": "float32"}.get(kind, task_dtype)
 
 
 def mean_squared_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -128,16 +128,17 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANC
         reference = {}
         for name in anchors:
             table = _complexity(name)
-            table = table[(table.task == task) & (table.kind == "exact")].sort_values("rate_point")
+            table = table[(table.task == task) & (table.kind == "exact") & (table.rate_param == "qp")]
             if len(table):
-                reference[name] = table.seconds.tolist()
-        for index, point in enumerate(run.task(task).itertuples()):
+                reference[name] = dict(zip(table.rate_point.astype(float), table.seconds))
+        for point in run.task(task).itertuples():
             row = {"rate_point": f"{point.rate_parameter}{point.rate_point:g}", "samples": point.samples,
                    "bpfp": point.bpfp, "mse": point.mse, "metric": getattr(point, "metric", float("nan")),
                    "enc_s": point.enc_s, "dec_s": point.dec_s, "constant": int(point.constant_recon)}
-            for name, seconds in reference.items():
-                row[f"enc_speedup_vs_{name}"] = (seconds[index] / point.enc_s
-                                                 if index < len(seconds) and point.enc_s > 0 else float("nan"))
+            for name, seconds in reference.items():  # published times are per QP: match by value
+                published = seconds.get(float(point.rate_point)) if point.rate_parameter == "qp" else None
+                row[f"enc_speedup_vs_{name}"] = (published / point.enc_s
+                                                 if published and point.enc_s > 0 else float("nan"))
             section["points"].append(row)
         sections.append(section)
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import multiprocessing
 from pathlib import Path
 
+from harness.ctc import load_ctc
 from harness.errors import RunError
+from harness.jobs import input_dtype
 from harness.provenance import load_run_meta
 from harness.results import ResultRecord, collect_records, sha256_bytes
 
@@ -28,6 +30,8 @@ class VerifyJob:
     bitstream_sha256: str
     recon_sha256: str
     label: str
+    kind: str = "frame10"
+    dtype: str = "uint16"  # what the hash at coding time was taken in
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,13 @@ class VerifyResult:
 
 
 def decode_and_hash(job: VerifyJob) -> VerifyResult:
-    from harness.jobs import canonical_hash, codec_for_verify
+    from harness.jobs import canonical_hash, canonical_output, codec_for_verify
     try:
         data = (Path(job.run_dir) / job.bitstream_path).read_bytes()
         if sha256_bytes(data) != job.bitstream_sha256:
             return VerifyResult(job.label, False, "bitstream bytes differ from the recorded sha256")
         codec = codec_for_verify(job.codec, job.codec_options, job.plugin_modules)
-        digest = canonical_hash(codec.decode(data))
+        digest = canonical_hash(canonical_output(codec.decode(data), job.kind, job.dtype))
         if digest != job.recon_sha256:
             return VerifyResult(job.label, False, "reconstruction differs from the one recorded at coding time")
         return VerifyResult(job.label, True)
@@ -58,8 +62,11 @@ def verify_jobs(run_dir: Path, plugin_modules: tuple[str, ...] = ()) -> list[Ver
     records: list[ResultRecord] = [r for r in collect_records(run_dir) if r.status == "ok"]
     if not records:
         raise RunError(f"{run_dir}: no finished jobs to verify")
+    kind = meta.get("codec", {}).get("input_kind", "frame10")
+    ctc = load_ctc()
     return [VerifyJob(str(run_dir), r.codec, options, plugin_modules, r.bitstream_path, r.bitstream_sha256,
-                      r.recon_sha256, f"{r.task}/{r.rate_parameter}{r.rate_point:g}/{r.sample}") for r in records]
+                      r.recon_sha256, f"{r.task}/{r.rate_parameter}{r.rate_point:g}/{r.sample}", kind,
+                      input_dtype(kind, ctc.task(r.task).dtype)) for r in records]
 
 
 def verify_run(run_dir: Path, workers: int = 2, plugin_modules: tuple[str, ...] = (),

@@ -105,8 +105,11 @@ def test_demo_fidelity_is_perfect_on_originals_and_degrades_with_vvc(tmp_path, c
     assert set(metrics["mode"]) == {"fidelity"}
     tti = metrics[(metrics.task == "tti") & (metrics.rate_point != "orig")]
     assert tti.set_index("rate_point").value["42"] > tti.set_index("rate_point").value["22"] > 0
-    # a second evaluation reuses the cached predictions and gives the same table
+    # a second evaluation reuses the cached predictions (none rewritten) and gives the same table
+    cached = {p: p.stat().st_mtime_ns for p in (run / "predictions").rglob("*.npy")}
+    assert cached and all("demo-paper-" in str(p) for p in cached)  # keyed by the heads that made them
     assert main(["evaluate", str(run)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (run / "predictions").rglob("*.npy")} == cached
     pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv", dtype={"rate_point": str}), metrics)
     # the report now shows rate-accuracy curves
     assert main(["report", str(run)]) == 0

@@ -115,6 +115,15 @@ def test_verify_reproduces_and_detects_tampering(data_root, tmp_path):
     assert len(bad) == 1 and "reconstruction differs" in bad[0].problem
 
 
+def test_verify_hashes_the_decoder_output_as_coding_did(data_root, tmp_path):
+    """A decoder returning int32 frames is canonicalised to uint16 at coding and at verification alike."""
+    outcome = _run(data_root, tmp_path / "run", codec="int32frames", plugin_modules=("plugins_for_tests.misbehaving",),
+                   tasks=["cls"])
+    assert not outcome.failures
+    results = verify_run(outcome.run_dir, workers=1, plugin_modules=("plugins_for_tests.misbehaving",))
+    assert results and all(r.ok for r in results)
+
+
 def test_parallel_run_gives_the_same_rows(data_root, tmp_path):
     serial = _run(data_root, tmp_path / "s", rate_points=[1, 4])
     parallel = execute(RunRequest(codec="zlib", data_root=data_root, out=tmp_path / "p", jobs=2,

@@ -231,7 +231,7 @@ def _inception(path: Path):
     except ImportError:
         raise HarnessError("FID with Inception needs torch-fidelity: pip install torch-fidelity") from None
     net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
-    return lambda images: net(images)[0]
+    return lambda images: net(images.cpu())[0]  # the VAE may run on CUDA; the extractor stays on the CPU
 
 
 HEADS = {"cls": Cls, "seg": Seg, "dpt": Dpt, "csr": Csr, "tti": Tti}

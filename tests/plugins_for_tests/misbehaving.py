@@ -45,4 +45,21 @@ def harness_codecs():
                   rate_points=(1,)),
         CodecSpec(name="nanfloat", version="0", family=None, input_kind="feature", factory=lambda o: NaNFloat(),
                   rate_points=(1,)),
+        _int32_spec(),
     ]
+
+
+class Int32Frames:
+    """A fine codec whose decoder returns int32 samples (allowed: the harness canonicalises to uint16)."""
+
+    def encode(self, data, rate_point, task):
+        return data.shape[0].to_bytes(4, "little") + data.astype("<u2").tobytes()
+
+    def decode(self, bitstream):
+        height = int.from_bytes(bitstream[:4], "little")
+        return np.frombuffer(bitstream[4:], "<u2").reshape(height, -1).astype(np.int32)
+
+
+def _int32_spec():
+    return CodecSpec(name="int32frames", version="0", family="vtm", input_kind="frame10",
+                     factory=lambda o: Int32Frames(), rate_points=(1,))
