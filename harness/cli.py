@@ -18,7 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset name (default: demo).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root in the official layout.")]
 TaskOpt = Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task (repeatable); default: all.")]
-CtcOpt = Annotated[Optional[Path], typer.Option("--ctc", help="CTC directory (default: the paper's).")]
+CtcOpt = Annotated[Optional[Path], typer.Option("--ctc", help="CTC directory or shipped CTC name (paper, mini); default: the dataset's, "
+                                                    "else the paper's.")]
 
 
 def _split_numbers(text: str | None) -> list[float] | None:
@@ -32,12 +33,22 @@ def _split_numbers(text: str | None) -> list[float] | None:
 
 def _resolve(ctc: Optional[Path], dataset: Optional[str], data_root: Optional[Path]):
     """The CTC in force and the dataset named by --dataset / --data-root."""
-    from harness.ctc import load_ctc
     from harness.registry import default_registry
-    from harness.sources import resolve_dataset
+    from harness.sources import resolve_ctc, resolve_dataset
 
-    spec = load_ctc(ctc)
-    return spec, resolve_dataset(dataset, data_root, spec, default_registry())
+    registry = default_registry()
+    spec = resolve_ctc(ctc, dataset, registry)
+    return spec, resolve_dataset(dataset, data_root, spec, registry)
+
+
+def _ctc_of(run_dir: Optional[Path], ctc: Optional[Path]):
+    """The CTC a run was coded under (or --ctc, which must match it); the paper's without a run."""
+    from harness.ctc import ctc_of_run, load_ctc
+    from harness.provenance import load_run_meta
+
+    if run_dir is None:
+        return load_ctc(ctc)
+    return ctc_of_run(load_run_meta(run_dir), run_dir, ctc)
 
 
 class _Progress:
@@ -249,10 +260,10 @@ def preprocess(
     ctc: CtcOpt = None,
 ) -> None:
     """Truncate, quantize and pack one feature into a raw frame for an outside codec."""
-    from harness.ctc import load_ctc
+    from harness.ctc import ctc_with_task
     from harness.rawio import preprocess_file
 
-    width, height = preprocess_file(load_ctc(ctc), task, family, src, dst, quant_rule)
+    width, height = preprocess_file(ctc_with_task(task, ctc), task, family, src, dst, quant_rule)
     typer.echo(f"width {width} height {height}")
 
 
@@ -267,10 +278,10 @@ def postprocess(
     ctc: CtcOpt = None,
 ) -> None:
     """Unpack and de-quantize a decoded raw frame back to a feature."""
-    from harness.ctc import load_ctc
+    from harness.ctc import ctc_with_task
     from harness.rawio import postprocess_file
 
-    shape = postprocess_file(load_ctc(ctc), task, family, src, like, dst, quant_rule)
+    shape = postprocess_file(ctc_with_task(task, ctc), task, family, src, like, dst, quant_rule)
     typer.echo(f"wrote {dst} {tuple(shape)}")
 
 
@@ -304,10 +315,10 @@ def compare(
     """BD-rate and BD-metric of TEST against ANCHOR, per task and averaged."""
     import json
 
-    from harness.ctc import load_ctc
     from harness.curves import compare as compare_curves, mean_bd_rate, resolve_curve
 
-    spec = load_ctc(ctc)
+    runs = [Path(s) for s in (test, anchor) if (Path(s) / "run.json").is_file()]
+    spec = _ctc_of(runs[0] if runs else None, ctc)
     if method not in ("pchip", "akima", "cubic") or policy not in ("nan", "drop"):
         raise HarnessError(f"--method must be pchip, akima or cubic and --policy nan or drop; got {method}, {policy}")
     a, b = resolve_curve(anchor, spec, on), resolve_curve(test, spec, on)
@@ -444,12 +455,12 @@ def train(
     ctc: CtcOpt = None,
 ) -> None:
     """Train a learned codec (CTC settings by default; resumes from the last checkpoint)."""
-    from harness.ctc import load_ctc
+    from harness.ctc import ctc_with_task
     from harness.registry import default_registry
     from harness.runner import codec_rate_points
     from harness.training import train_codec
 
-    spec_ctc = load_ctc(ctc)
+    spec_ctc = ctc_with_task(task, ctc)
     spec = default_registry().codec(codec).spec
     missing = spec.missing()
     if missing:
@@ -478,10 +489,9 @@ def report(
     ctc: CtcOpt = None,
 ) -> None:
     """Write the HTML report, xlsx workbook, CSVs and pictures of a run against anchors."""
-    from harness.ctc import load_ctc
     from harness.report import DEFAULT_ANCHORS, build_report
 
-    files = build_report(run_dir, load_ctc(ctc), tuple(anchor or DEFAULT_ANCHORS), out, method, policy)
+    files = build_report(run_dir, _ctc_of(run_dir, ctc), tuple(anchor or DEFAULT_ANCHORS), out, method, policy)
     typer.echo(f"report: {files.html}\nworkbook: {files.workbook}\nBD table: {files.bd_csv}\n"
                f"pictures: {len(files.figures)} in {files.html.parent / 'figures'}")
 
@@ -494,10 +504,9 @@ def promote(
     ctc: CtcOpt = None,
 ) -> None:
     """Save a run's per-rate-point curve as an anchor sheet others can compare against."""
-    from harness.ctc import load_ctc
     from harness.curves import promote_run
 
-    path = promote_run(run_dir, name, load_ctc(ctc), to)
+    path = promote_run(run_dir, name, _ctc_of(run_dir, ctc), to)
     typer.echo(f"wrote anchor '{name}' to {path}")
 
 

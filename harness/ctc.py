@@ -202,18 +202,27 @@ def hash_directory(root: Path) -> str:
     return digest.hexdigest()
 
 
+def builtin_ctc_names() -> list[str]:
+    """Names of the CTCs shipped with the harness (the folders of ctc/)."""
+    base = Path(str(resources.files("harness_ctc")))
+    return sorted(p.name for p in base.iterdir() if (p / "ctc.toml").is_file())
+
+
 def builtin_ctc_dir(name: str = "paper") -> Path:
     """The directory of a CTC shipped with the harness (ctc/<name>)."""
     path = Path(str(resources.files("harness_ctc"))) / name
-    if not path.is_dir():
-        shipped = sorted(p.name for p in Path(str(resources.files("harness_ctc"))).iterdir() if p.is_dir() and not p.name.startswith("_"))
-        raise CTCError(unknown_name("CTC", name, shipped))
+    if not (path / "ctc.toml").is_file():
+        raise CTCError(unknown_name("CTC", name, builtin_ctc_names()))
     return path
 
 
 def load_ctc(root: str | Path | None = None) -> CTC:
-    """Load and validate a CTC directory (default: the paper's, shipped in ctc/paper)."""
-    root = Path(root) if root is not None else builtin_ctc_dir("paper")
+    """Load and validate a CTC: a directory, the name of a shipped one ("paper", "mini"), default "paper"."""
+    if root is None:
+        root = builtin_ctc_dir("paper")
+    elif not Path(root).exists() and str(root) in builtin_ctc_names():
+        root = builtin_ctc_dir(str(root))
+    root = Path(root)
     meta_file, tasks_file = root / "ctc.toml", root / "tasks.toml"
     meta, tasks = _read_toml(meta_file), _read_toml(tasks_file)
     info = _require(meta, "ctc", str(meta_file), dict)
@@ -247,3 +256,36 @@ def layer_bounds(trunc: Truncation, ndim: int = 4) -> tuple[np.ndarray, np.ndarr
     """lo, hi as float64 arrays broadcastable over (N, C, H, W) along axis 1."""
     shape = (1, len(trunc.lo)) + (1,) * (ndim - 2)
     return np.array(trunc.lo).reshape(shape), np.array(trunc.hi).reshape(shape)
+
+
+def ctc_of_run(meta: dict[str, Any], where: Path, override: str | Path | None = None) -> CTC:
+    """The CTC a run was coded under: `override` if given (it must match), else the shipped CTC
+    with the run's hash, else the directory recorded in run.json if it still has that hash."""
+    recorded = meta.get("ctc", {})
+    want = recorded.get("sha256")
+    if override is not None:
+        ctc = load_ctc(override)
+        if want and ctc.sha256 != want:
+            raise CTCError(f"{where}: coded under CTC '{recorded.get('name')}' ({want[:12]}), "
+                           f"not under {ctc.root} ({ctc.sha256[:12]})")
+        return ctc
+    candidates = [builtin_ctc_dir(n) for n in builtin_ctc_names()]
+    if recorded.get("root"):
+        candidates.append(Path(recorded["root"]))
+    for root in candidates:
+        if root.is_dir() and (not want or hash_directory(root) == want):
+            return load_ctc(root)
+    raise CTCError(f"{where}: coded under CTC '{recorded.get('name')}' ({str(want)[:12]}), which is neither "
+                   "shipped with this harness nor at its recorded place; give it with --ctc DIR")
+
+
+def ctc_with_task(task: str, override: str | Path | None = None) -> CTC:
+    """--ctc when given, else the first shipped CTC defining `task` (the paper's first)."""
+    if override is not None:
+        return load_ctc(override)
+    names = sorted(builtin_ctc_names(), key=lambda n: n != "paper")
+    for name in names:
+        ctc = load_ctc(builtin_ctc_dir(name))
+        if task in ctc.tasks:
+            return ctc
+    return load_ctc()  # its task() names the known tasks

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from harness.ctc import CTC, load_ctc
+from harness.ctc import CTC, ctc_of_run
 from harness.dataset import Dataset, load_feature
 from harness.errors import HarnessError
 from harness.jobs import codec_for_verify
@@ -80,9 +80,7 @@ def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str]
 def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.DataFrame:
     run_dir = Path(request.run_dir)
     meta = load_run_meta(run_dir)
-    ctc = load_ctc(ctc_dir)
-    if ctc.sha256 != meta["ctc"]["sha256"]:
-        raise HarnessError(f"{run_dir}: coded under another CTC ({meta['ctc']['sha256'][:12]}) than this one")
+    ctc = ctc_of_run(meta, run_dir, ctc_dir)
     table = read_table(run_dir)
     ok = table[table.status == "ok"]
     if ok.empty:

@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from harness.codec import CodecSpec
-from harness.ctc import CTC, load_ctc
+from harness.ctc import CTC
 from harness.dataset import Dataset, check_header, check_sample_id, read_id_file
 from harness.errors import DatasetError, HarnessError, RunError
 from harness.executors import Executor, local_executor
@@ -26,7 +26,7 @@ from harness.npyio import atomic_write_json
 from harness.provenance import check_resumable, now, read_run_json, write_run_json
 from harness.registry import Registered
 from harness.results import ResultRecord, is_complete, job_paths, read_record, write_table
-from harness.sources import resolve_dataset
+from harness.sources import resolve_ctc, resolve_dataset
 
 
 @dataclass
@@ -137,8 +137,8 @@ def prepare_run_dir(run_dir: Path) -> None:
 
 def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome:
     """Run (or resume) the coding stage for one codec."""
-    ctc = load_ctc(request.ctc_dir)
     registry = registry_for(request.plugin_modules)
+    ctc = resolve_ctc(request.ctc_dir, request.dataset, registry)
     registered = registry.codec(request.codec)
     spec: CodecSpec = registered.spec
     missing_tool = spec.missing()
@@ -176,7 +176,8 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
                   "rate_parameter": spec.rate_parameter, "options": key["codec_options"],
                   "source": registered.source.describe(),
                   "tools": spec.provenance(request.codec_options) if spec.provenance else {}},
-        "ctc": {"name": ctc.name, "version": ctc.version, "sha256": ctc.sha256, "title": ctc.title},
+        "ctc": {"name": ctc.name, "version": ctc.version, "sha256": ctc.sha256, "title": ctc.title,
+                "root": str(ctc.root)},
         "dataset": {"name": source.label, "synthetic": source.synthetic, "root": str(source.dataset.root),
                     "samples": {t: len({j.sample for j in jobs if j.task == t}) for t in tasks}},
     }

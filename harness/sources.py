@@ -15,7 +15,7 @@ import sys
 
 from tqdm import tqdm
 
-from harness.ctc import CTC
+from harness.ctc import CTC, builtin_ctc_dir, load_ctc
 from harness.dataset import Dataset
 from harness.datasets import DatasetSpec
 from harness.errors import DatasetError, HarnessError
@@ -36,24 +36,39 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "fcm-harness"
 
 
+def resolve_ctc(ctc_dir: str | Path | None, dataset: str | None, registry: Registry) -> CTC:
+    """The CTC in force: --ctc when given, else the one the built-in dataset names, else the paper's."""
+    if ctc_dir is not None:
+        return load_ctc(ctc_dir)
+    if dataset:
+        return load_ctc(builtin_ctc_dir(registry.dataset(dataset).spec.ctc))
+    return load_ctc()
+
+
 def resolve_dataset(name: str | None, root: Path | None, ctc: CTC, registry: Registry,
                     progress: bool = True) -> DatasetSource:
-    if name and root:
-        raise HarnessError("give either --dataset or --data-root, not both")
     if root is not None:
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: data root is not a directory")
+    if root is not None and not name:
         return DatasetSource(f"data-{root.resolve().name}", Dataset(root, ctc, name=str(root)), False)
     spec: DatasetSpec = registry.dataset(name or DEFAULT_DATASET).spec
-    # the version is part of the label: runs on another version of a built-in dataset never mix
-    return DatasetSource(f"{spec.name}-v{spec.version}", Dataset(prepare_builtin(spec, ctc, progress), ctc, name=spec.name,
-                                            is_demo=spec.is_synthetic), spec.is_synthetic)
+    if root is not None and not spec.takes_source:
+        raise HarnessError(f"dataset '{spec.name}' is made without source data: give either --dataset or "
+                           "--data-root, not both")
+    # the version and the inputs' key are part of the label: runs on other data never mix
+    label = f"{spec.name}-v{spec.version}"
+    if spec.content_key:
+        label += f"-{spec.content_key(root)}"
+    made = prepare_builtin(spec, ctc, progress, label, root)
+    return DatasetSource(label, Dataset(made, ctc, name=spec.name, is_demo=spec.is_synthetic), spec.is_synthetic)
 
 
-def prepare_builtin(spec: DatasetSpec, ctc: CTC, progress: bool = True) -> Path:
+def prepare_builtin(spec: DatasetSpec, ctc: CTC, progress: bool = True, label: str | None = None,
+                    source: Path | None = None) -> Path:
     """Make a built-in dataset once (into a temporary directory, then renamed) and return its root."""
-    target = cache_dir() / "datasets" / f"{spec.name}-v{spec.version}"
+    target = cache_dir() / "datasets" / (label or f"{spec.name}-v{spec.version}")
     if (target / ".complete").exists():
         return target
     staging = target.with_name(target.name + f".tmp-{os.getpid()}")
@@ -71,7 +86,10 @@ def prepare_builtin(spec: DatasetSpec, ctc: CTC, progress: bool = True) -> Path:
         bar.refresh()
 
     try:
-        spec.prepare(ctc, staging, report)
+        if source is not None:
+            spec.prepare(ctc, staging, report, source=source)
+        else:
+            spec.prepare(ctc, staging, report)
         (staging / ".complete").write_text(spec.version + "\n")
         if target.exists():  # another process finished first: keep theirs
             shutil.rmtree(staging, ignore_errors=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import multiprocessing
 from pathlib import Path
 
-from harness.ctc import load_ctc
+from harness.ctc import ctc_of_run
 from harness.errors import RunError
 from harness.jobs import input_dtype
 from harness.provenance import load_run_meta
@@ -63,7 +63,7 @@ def verify_jobs(run_dir: Path, plugin_modules: tuple[str, ...] = ()) -> list[Ver
     if not records:
         raise RunError(f"{run_dir}: no finished jobs to verify")
     kind = meta.get("codec", {}).get("input_kind", "frame10")
-    ctc = load_ctc()
+    ctc = ctc_of_run(meta, run_dir)
     return [VerifyJob(str(run_dir), r.codec, options, plugin_modules, r.bitstream_path, r.bitstream_sha256,
                       r.recon_sha256, f"{r.task}/{r.rate_parameter}{r.rate_point:g}/{r.sample}", kind,
                       input_dtype(kind, ctc.task(r.task).dtype)) for r in records]

@@ -14,18 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.ctc import load_ctc
 from harness.errors import HarnessError
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
+from harness.sources import resolve_ctc
 from harness.runner import RunRequest, codec_rate_points, execute
 
 
 def generalization_study(codec: str, tasks: Sequence[str], out: Path, options: dict[str, str],
                          rate_index: int = 2, dataset: str | None = None, data_root: Path | None = None,
                          limit: int | None = None, evaluate: bool = True, progress: bool = True) -> pd.DataFrame:
-    ctc = load_ctc()
-    spec = default_registry().codec(codec).spec
+    registry = default_registry()
+    ctc = resolve_ctc(None, dataset, registry)
+    spec = registry.codec(codec).spec
     if "model_task" not in spec.options:
         raise HarnessError(f"codec '{codec}' has no 'model_task' option: it cannot code one task with another's models")
     rows = []

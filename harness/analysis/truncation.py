@@ -21,6 +21,7 @@ from harness.ctc import CTC, load_ctc
 from harness.errors import HarnessError
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
+from harness.sources import resolve_ctc
 from harness.runner import RunRequest, execute
 
 
@@ -48,8 +49,9 @@ def truncation_study(codec: str, task: str, factors: Sequence[float], out: Path,
                      data_root: Path | None = None, limit: int | None = None,
                      rate_points: Sequence[float] | None = None, evaluate: bool = True,
                      progress: bool = True) -> pd.DataFrame:
-    ctc = load_ctc()
-    spec = default_registry().codec(codec).spec
+    registry = default_registry()
+    ctc = resolve_ctc(None, dataset, registry)
+    spec = registry.codec(codec).spec
     if not spec.family:
         raise HarnessError(f"codec '{codec}' takes raw features: the CTC's truncation does not apply to it")
     rows = []
