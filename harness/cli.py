@@ -299,7 +299,8 @@ def show_ctc(ctc: CtcOpt = None) -> None:
                            for fam, r in t.truncation.items())
         typer.echo(f"  {t.name}: {t.model} {t.shape_text} {t.dtype}, pack {t.packing}; {t.metric} "
                    f"({'higher' if t.higher_is_better else 'lower'} is better); {ranges}; "
-                   "λ " + ", ".join(f"{v:g}" for v in t.lambdas))
+                   "λ " + ", ".join(f"{v:g}" for v in t.lambdas)
+                   + ("; QPs " + ", ".join(f"{q:g}" for q in t.qps) if t.qps else ""))
 
 
 @app.command()

@@ -57,6 +57,7 @@ class TaskSpec:
     samples_paper: int = 0
     max_leading: int = 1
     max_tokens: int = 0
+    qps: tuple[float, ...] = ()  # the task's own QPs, when the CTC's common ones do not suit it
 
     def check_shape(self, shape: tuple[int, ...]) -> str | None:
         """None when `shape` is a valid stored shape for this task, else why not."""
@@ -109,7 +110,7 @@ class CTC:
     def rate_points(self, task: str, family: str) -> tuple[float, ...]:
         """The CTC's rate points of a family for a task (QPs or λs)."""
         if family == "vtm":
-            return self.qps
+            return self.task(task).qps or self.qps
         if family == "hyperprior":
             return self.task(task).lambdas
         raise CTCError(f"the CTC defines no rate points for family '{family}'")
@@ -182,6 +183,7 @@ def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
         samples_paper=int(t.get("samples_paper", 0)),
         max_leading=int(t.get("max_leading", 1 if shape[0] != -1 else 3)),
         max_tokens=int(t.get("max_tokens", 0)),
+        qps=tuple(float(q) for q in t.get("qps", ())),
     )
 
 

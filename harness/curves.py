@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.bdrate import BDResult, bd_metric, bd_rate
 from harness.ctc import CTC
+from harness.evaluate import primary_metrics
 from harness.errors import HarnessError, unknown_name
 from harness.npyio import atomic_write_text
 from harness.results import read_table, summary
@@ -89,7 +90,7 @@ def load_run_curve(run_dir: Path, ctc: CTC, on: str = "metric") -> Curve:
     metrics_path = run_dir / "metrics.csv"
     table = table.rename(columns={"enc_wall_s": "enc_s", "dec_wall_s": "dec_s"})
     if metrics_path.exists():
-        metrics = pd.read_csv(metrics_path)
+        metrics = primary_metrics(pd.read_csv(metrics_path))
         metrics = metrics[metrics.rate_point.astype(str) != "orig"].copy()
         metrics["rate_point"] = metrics.rate_point.astype(float)
         table = table.merge(metrics[["task", "rate_point", "metric", "value"]].rename(

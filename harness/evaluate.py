@@ -33,7 +33,23 @@ from harness.tasks import HeadContext
 
 WEIGHTS_ENV = "FCM_HARNESS_WEIGHTS"
 METRIC_COLUMNS = ["codec", "task", "rate_parameter", "rate_point", "bpfp", "metric", "value", "samples", "mode",
-                  "head", "backend"]
+                  "head", "backend", "primary"]
+
+
+def primary_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, rate point): the head's main metric (curves and BD-rates use it)."""
+    if "primary" not in metrics.columns:  # metrics.csv from before secondary metrics existed
+        return metrics
+    return metrics[metrics.primary.astype(str).str.lower() == "true"]
+
+
+def _scores(head, predictions, targets) -> dict[str, float]:
+    """The main metric first, then any secondary ones the head offers (extra_scores)."""
+    scores = {head.metric: head.score(predictions, targets)}
+    extra = getattr(head, "extra_scores", None)
+    if extra is not None:
+        scores.update(extra(predictions, targets))
+    return scores
 
 
 @dataclass
@@ -123,10 +139,15 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
             truth = head.ground_truth(samples)
             mode = "labels" if truth is not None else "fidelity"
             targets = truth if truth is not None else orig
-            base = {"codec": codec_name, "task": task, "metric": head.metric, "mode": mode,
-                    "head": head_reg.spec.name, "backend": context.backend}
-            rows.append({**base, "rate_parameter": spec.rate_parameter, "rate_point": "orig", "bpfp": 32.0,
-                         "value": head.score(orig, targets), "samples": len(samples)})
+            base = {"codec": codec_name, "task": task, "mode": mode, "head": head_reg.spec.name,
+                    "backend": context.backend, "rate_parameter": spec.rate_parameter}
+
+            def add_rows(point: str, bpfp: float, predictions, wanted) -> None:
+                for i, (name, value) in enumerate(_scores(head, predictions, wanted).items()):
+                    rows.append({**base, "rate_point": point, "bpfp": bpfp, "metric": name, "value": value,
+                                 "samples": len(predictions), "primary": i == 0})
+
+            add_rows("orig", 32.0, orig, targets)
             for point, group in task_rows.groupby("rate_point"):
                 ids = list(group["sample"])
                 label = f"{spec.rate_parameter}{point:g}"
@@ -143,10 +164,7 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
                     # the bitstream's hash in the name: a re-coded job gets fresh predictions
                     preds.append(cached(label, f"{record.sample}-{record.bitstream_sha256[:16]}", decoded))
                     bar.update(1)
-                wanted = [targets[samples.index(s)] for s in ids]
-                rows.append({**base, "rate_parameter": spec.rate_parameter, "rate_point": f"{point:g}",
-                             "bpfp": float(group.bpfp.mean()), "value": head.score(preds, wanted),
-                             "samples": len(ids)})
+                add_rows(f"{point:g}", float(group.bpfp.mean()), preds, [targets[samples.index(s)] for s in ids])
     frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     atomic_write_text(run_dir / "metrics.csv", frame.to_csv(index=False, float_format="%.10g"))
     return frame

@@ -73,3 +73,34 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     covmean = np.real(covmean)
     value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
     return max(value, 0.0)
+
+
+def saliency_cc(pred: np.ndarray, target: np.ndarray) -> float:
+    """Pearson correlation coefficient between two saliency maps (MIT saliency benchmark's CC)."""
+    a = np.asarray(pred, np.float64).ravel()
+    b = np.asarray(target, np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    if denom == 0:
+        return 1.0 if np.array_equal(pred, target) else 0.0
+    return float((a * b).sum() / denom)
+
+
+def saliency_kl(pred: np.ndarray, target: np.ndarray) -> float:
+    """KL divergence of the predicted map from the target map, both normalized to sum 1
+    (MIT saliency benchmark's KLdiv: sum P log(eps + P / (Q + eps)), eps = float64 epsilon)."""
+    eps = np.finfo(np.float64).eps
+    p = np.asarray(target, np.float64).ravel()
+    q = np.asarray(pred, np.float64).ravel()
+    p, q = p / max(p.sum(), eps), q / max(q.sum(), eps)
+    return max(0.0, float((p * np.log(eps + p / (q + eps))).sum()))  # not -1e-11 for equal maps
+
+
+def token_agreement(predicted: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> float:
+    """% of token positions, pooled over samples, where the predicted token equals the target token."""
+    if len(predicted) != len(targets) or not len(targets):
+        raise ValueError("agreement needs equally many predictions and targets, at least one")
+    pairs = [(np.asarray(p).ravel(), np.asarray(t).ravel()) for p, t in zip(predicted, targets)]
+    if any(p.shape != t.shape for p, t in pairs):
+        raise ValueError("each prediction must have as many tokens as its target")
+    return 100.0 * sum(int((p == t).sum()) for p, t in pairs) / sum(t.size for _, t in pairs)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.ctc import CTC
+from harness.evaluate import primary_metrics
 from harness.curves import Curve, compare, load_anchor, load_run_curve
 from harness.figures import curve_plot, scatter_fit
 from harness.npyio import atomic_write_text
@@ -62,7 +63,7 @@ def _originals(run_dir: Path) -> dict[str, float]:
     path = run_dir / "metrics.csv"
     if not path.exists():
         return {}
-    metrics = pd.read_csv(path)
+    metrics = primary_metrics(pd.read_csv(path))
     orig = metrics[metrics.rate_point.astype(str) == "orig"]
     return dict(zip(orig.task, orig.value))
 

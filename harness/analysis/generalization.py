@@ -53,7 +53,7 @@ def generalization_study(codec: str, tasks: Sequence[str], out: Path, options: d
 
 
 def _metric(run_dir: Path) -> dict:
-    from harness.evaluate import EvaluationRequest, evaluate_run
+    from harness.evaluate import EvaluationRequest, evaluate_run, primary_metrics
 
     try:
         metrics = evaluate_run(EvaluationRequest(run_dir, progress=False))
@@ -61,6 +61,7 @@ def _metric(run_dir: Path) -> dict:
         if "missing task-head files" not in str(exc):
             raise
         return {}
+    metrics = primary_metrics(metrics)
     coded = metrics[metrics.rate_point != "orig"].iloc[0]
     orig = metrics[metrics.rate_point == "orig"].iloc[0]
     return {"metric": coded.metric, "value": coded.value, "orig_value": orig.value, "mode": coded["mode"]}

@@ -76,7 +76,7 @@ def truncation_study(codec: str, task: str, factors: Sequence[float], out: Path,
 
 
 def _metrics(run_dir: Path, ctc_dir: Path) -> pd.DataFrame:
-    from harness.evaluate import EvaluationRequest, evaluate_run
+    from harness.evaluate import EvaluationRequest, evaluate_run, primary_metrics
 
     try:
         metrics = evaluate_run(EvaluationRequest(run_dir, progress=False), ctc_dir=ctc_dir)
@@ -84,6 +84,7 @@ def _metrics(run_dir: Path, ctc_dir: Path) -> pd.DataFrame:
         if "missing task-head files" not in str(exc):
             raise
         return pd.DataFrame(columns=["rate_point", "metric", "value"])
+    metrics = primary_metrics(metrics)
     metrics = metrics[metrics.rate_point != "orig"].copy()
     metrics["rate_point"] = metrics.rate_point.astype(float)
     return metrics[["rate_point", "metric", "value"]]

