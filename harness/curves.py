@@ -17,10 +17,9 @@ import pandas as pd
 
 from harness.bdrate import BDResult, bd_metric, bd_rate
 from harness.ctc import CTC
-from harness.evaluate import primary_metrics
 from harness.errors import HarnessError, unknown_name
 from harness.npyio import atomic_write_text
-from harness.results import read_table, summary
+from harness.results import primary_metrics, read_table, summary
 
 ANCHOR_COLUMNS = ["anchor", "task", "rate_index", "bpfp", "metric", "metric_name", "higher_is_better", "mse", "source"]
 ANCHORS_ENV = "FCM_HARNESS_ANCHORS"

@@ -36,13 +36,6 @@ METRIC_COLUMNS = ["codec", "task", "rate_parameter", "rate_point", "bpfp", "metr
                   "head", "backend", "primary"]
 
 
-def primary_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, rate point): the head's main metric (curves and BD-rates use it)."""
-    if "primary" not in metrics.columns:  # metrics.csv from before secondary metrics existed
-        return metrics
-    return metrics[metrics.primary.astype(str).str.lower() == "true"]
-
-
 def _scores(head, predictions, targets) -> dict[str, float]:
     """The main metric first, then any secondary ones the head offers (extra_scores)."""
     scores = {head.metric: head.score(predictions, targets)}

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from harness.ctc import CTC
-from harness.evaluate import primary_metrics
 from harness.curves import Curve, compare, load_anchor, load_run_curve
 from harness.figures import curve_plot, scatter_fit
 from harness.npyio import atomic_write_text
 from harness.provenance import load_run_meta
+from harness.results import primary_metrics
 
 DEFAULT_ANCHORS = ("paper-vtm", "paper-hyperprior")
 

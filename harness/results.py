@@ -138,3 +138,11 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(samples=("sample", "count"), bpfp=("bpfp", "mean"), mse=("mse", "mean"),
                        enc_wall_s=("enc_wall_s", "mean"), dec_wall_s=("dec_wall_s", "mean"),
                        constant_recon=("constant_recon", "sum")).reset_index()
+
+
+def primary_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, rate point) of metrics.csv: the head's main metric, which curves and
+    BD-rates use (a head may add secondary metrics as further rows)."""
+    if "primary" not in metrics.columns:  # metrics.csv from before secondary metrics existed
+        return metrics
+    return metrics[metrics.primary.astype(str).str.lower() == "true"]

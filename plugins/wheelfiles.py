@@ -37,7 +37,7 @@ WHEEL_FILES = {
 }
 #: Python modules the mini models need besides torch/transformers (import name -> pip name).
 SUPPORT_MODULES = {"onnx": "onnx", "gguf": "gguf", "accelerate": "accelerate", "skimage": "scikit-image"}
-_checked: dict[Path, str] = {}
+_checked: set[Path] = set()  # files whose hash was checked in this process
 
 
 def install_command(keys: list[str] | None = None) -> str:
@@ -62,14 +62,14 @@ def locate(key: str) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def missing(keys: list[str], modules: list[str] = ()) -> list[str]:
+def missing(keys: list[str], modules: tuple[str, ...] | list[str] = ()) -> list[str]:
     """What is not installed: wheel distributions and support modules (pip names)."""
     gone = [WHEEL_FILES[k].distribution for k in keys if locate(k) is None]
     gone += [SUPPORT_MODULES[m] for m in modules if importlib.util.find_spec(m) is None]
     return gone
 
 
-def require(keys: list[str], modules: list[str] = ()) -> dict[str, Path]:
+def require(keys: list[str], modules: tuple[str, ...] | list[str] = ()) -> dict[str, Path]:
     """The checked files for `keys`; one error naming the pip command for everything missing."""
     gone = missing(keys, modules)
     if gone:
@@ -94,5 +94,5 @@ def checked(key: str) -> Path:
         if digest.hexdigest() != wheel.sha256:
             raise HarnessError(f"{path}: sha256 {digest.hexdigest()[:16]}... is not the file of "
                                f"{wheel.distribution}=={wheel.version} ({wheel.sha256[:16]}...)")
-        _checked[path] = wheel.sha256
+        _checked.add(path)
     return path

@@ -6,6 +6,7 @@ needs a model skips with the pip command.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_a_wrong_weight_file_is_refused(monkeypatch, tmp_path):
 
 
 @needs_wheels
-@pytest.mark.skipif(wheelfiles.missing([], []) or __import__("importlib").util.find_spec("onnxruntime") is None,
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                     reason="onnxruntime not installed: pip install onnxruntime")
 def test_saliency_split_is_exact():
     """Head(last block before the final LN, from transformers' Dinov2Model) == the unsplit ONNX model."""
@@ -51,7 +52,7 @@ def test_saliency_split_is_exact():
     from harness_plugins.mini import vision
 
     path = wheelfiles.checked("dinov2s")
-    x = vision.pixels(vision.skimage_picture("coffee"))
+    x = vision.pixels("coffee")
     feature = vision.last_block_output(vision.load_backbone(path), x)
     assert feature.shape == (1, 1, 257, 384) and feature.dtype == np.float32
     options = ort.SessionOptions()
@@ -70,12 +71,13 @@ def test_language_split_is_exact():
     """Final RMSNorm + lm_head (read from the GGUF) on the last layer's output == the model's logits."""
     import torch
 
+    from harness_plugins.heads.extract import LlamaSplit
     from harness_plugins.mini import language, texts
 
     path = wheelfiles.checked("smollm2")
     model, tokenizer = language.load_model(path)
     ids = tokenizer(texts.zen_of_python(), return_tensors="pt").input_ids
-    feature, logits = language.last_layer_output(model, ids)
+    feature, logits = LlamaSplit(model, tokenizer).run(ids)
     assert feature.shape == (1, 1, ids.shape[1], 576)
     head = language.load_head(path)
     with torch.no_grad():

@@ -53,3 +53,17 @@ def test_token_agreement_pools_positions():
     assert token_agreement([np.array([1, 2, 3]), np.array([4])], [np.array([1, 2, 0]), np.array([4])]) == 75.0
     with pytest.raises(ValueError):
         token_agreement([np.array([1, 2])], [np.array([1])])
+
+
+def test_curves_read_only_the_primary_metric_from_metrics_csv(tmp_path):
+    import pandas as pd
+
+    from harness.results import primary_metrics
+
+    frame = pd.DataFrame({"task": ["sal"] * 2, "rate_point": ["22"] * 2, "metric": ["cc", "kl"],
+                          "value": [0.9, 0.1], "primary": [True, False]})
+    frame.to_csv(tmp_path / "metrics.csv", index=False)
+    read = primary_metrics(pd.read_csv(tmp_path / "metrics.csv"))
+    assert read.metric.tolist() == ["cc"]
+    old = frame.drop(columns="primary")  # metrics.csv written before secondary metrics: every row counts
+    assert len(primary_metrics(old)) == 2

@@ -17,8 +17,8 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
-from harness.sources import resolve_ctc
 from harness.runner import RunRequest, codec_rate_points, execute
+from harness.sources import resolve_ctc
 
 
 def generalization_study(codec: str, tasks: Sequence[str], out: Path, options: dict[str, str],
@@ -53,7 +53,8 @@ def generalization_study(codec: str, tasks: Sequence[str], out: Path, options: d
 
 
 def _metric(run_dir: Path) -> dict:
-    from harness.evaluate import EvaluationRequest, evaluate_run, primary_metrics
+    from harness.evaluate import EvaluationRequest, evaluate_run
+    from harness.results import primary_metrics
 
     try:
         metrics = evaluate_run(EvaluationRequest(run_dir, progress=False))

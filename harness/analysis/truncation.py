@@ -21,8 +21,8 @@ from harness.ctc import CTC, load_ctc
 from harness.errors import HarnessError
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
-from harness.sources import resolve_ctc
 from harness.runner import RunRequest, execute
+from harness.sources import resolve_ctc
 
 
 def scaled_ctc(ctc: CTC, task: str, family: str, factor: float, out_dir: Path) -> Path:
@@ -76,7 +76,8 @@ def truncation_study(codec: str, task: str, factors: Sequence[float], out: Path,
 
 
 def _metrics(run_dir: Path, ctc_dir: Path) -> pd.DataFrame:
-    from harness.evaluate import EvaluationRequest, evaluate_run, primary_metrics
+    from harness.evaluate import EvaluationRequest, evaluate_run
+    from harness.results import primary_metrics
 
     try:
         metrics = evaluate_run(EvaluationRequest(run_dir, progress=False), ctc_dir=ctc_dir)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import HeadContext, TaskHeadSpec, hookimpl
+from harness_plugins.wheelfiles import locate
 
 VERSION = "1.0"
 BACKBONE = "dinov2_vitg14_pretrain.pth"
@@ -37,16 +38,10 @@ def required(task: str):
             return []
         base = context.weights or Path("(no weights folder given)")
         names = FILES[task]
-        if task == "tti" and _fid_helper_installed():  # its Inception stands in for the paper's
+        if task == "tti" and locate("inception") is not None:  # its Inception stands in for the paper's
             names = [n for n in names if not n.startswith("weights-inception")]
         return [base / name for name in names]
     return files
-
-
-def _fid_helper_installed() -> bool:
-    from harness_plugins.heads import inception
-
-    return inception.available()
 
 
 def _extract(*args, **kwargs):

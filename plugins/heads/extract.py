@@ -31,29 +31,41 @@ from harness_plugins.heads.dinov2 import crop_boxes, resized_size
 IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 MMSEG_MEAN, MMSEG_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
 DPT_BLOCKS, LAST_BLOCK = (9, 19, 29, 39), 39
+ANSWER_PREFIX = "The best answer is"
 
 
-def arc_prompt(item: dict) -> str:
-    """The csr prompt of the official llama3.py, byte for byte (letters A-D whatever the labels)."""
-    begin = ("<|start_header_id|>user<|end_header_id|>\n\nGiven the following question and four candidate answers "
-             "(A, B, C and D), choose the best answer.\n")
-    middle = f"Question: {item['question']['stem']}\n"
+def arc_question(item: dict) -> str:
+    """The csr instruction, question and four options of the official llama3.py, byte for byte
+    (letters A-D whatever the labels)."""
+    body = ("Given the following question and four candidate answers (A, B, C and D), choose the best answer.\n"
+            f"Question: {item['question']['stem']}\n")
     option = ""
     texts = [choice["text"] for choice in item["question"]["choices"]]
     for i in range(4):  # a missing option repeats the previous line, as the official loop does
         if i < len(texts):
             option = f"{'ABCD'[i]}: {texts[i]}\n"
-        middle += option
-    end = ("Your response should end with \"The best answer is [the_answer_letter]\" where the [the_answer_letter] "
-           "is one of A, B, C or D.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nThe best answer is")
-    return begin + middle + end
+        body += option
+    return body + ("Your response should end with \"The best answer is [the_answer_letter]\" where the "
+                   "[the_answer_letter] is one of A, B, C or D.")
+
+
+def arc_prompt(item: dict) -> str:
+    """The csr prompt of the official llama3.py, byte for byte: the question in Llama-3's chat format."""
+    return ("<|start_header_id|>user<|end_header_id|>\n\n" + arc_question(item)
+            + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n" + ANSWER_PREFIX)
+
+
+def answer_letter(item: dict) -> str:
+    """The letter (A-E by position) of an ARC item's right answer, whatever its labels."""
+    labels = [choice["label"] for choice in item["question"]["choices"]]
+    return "ABCDE"[labels.index(item["answerKey"])]
 
 
 def _find_files(source: Path) -> dict[str, Path]:
     return {p.name: p for p in source.rglob("*") if p.is_file()}
 
 
-def _block_outputs(model, blocks: Sequence[int]) -> tuple[dict[int, torch.Tensor], Callable[[], None]]:
+def block_outputs(model, blocks: Sequence[int]) -> tuple[dict[int, torch.Tensor], Callable[[], None]]:
     """Forward hooks capturing the outputs of encoder blocks (no edited model files)."""
     captured: dict[int, torch.Tensor] = {}
     handles = []
@@ -76,7 +88,7 @@ def cls_pixels(image: Image.Image) -> torch.Tensor:
 
 
 def dinov2_cls(model, image: Image.Image) -> np.ndarray:
-    captured, remove = _block_outputs(model, [LAST_BLOCK])
+    captured, remove = block_outputs(model, [LAST_BLOCK])
     with torch.no_grad():
         model(pixel_values=cls_pixels(image))
     remove()
@@ -97,7 +109,7 @@ def _centre_pad(x: np.ndarray, height: int, width: int) -> np.ndarray:
 def dinov2_seg(model, image: Image.Image) -> np.ndarray:
     h_img, w_img = resized_size(image.height, image.width)
     x = _mmseg_normalized(image.convert("RGB").resize((w_img, h_img), Image.BILINEAR))
-    captured, remove = _block_outputs(model, [LAST_BLOCK])
+    captured, remove = block_outputs(model, [LAST_BLOCK])
     crops = []
     with torch.no_grad():
         for y1, y2, x1, x2 in crop_boxes(h_img, w_img):
@@ -110,7 +122,7 @@ def dinov2_seg(model, image: Image.Image) -> np.ndarray:
 
 def dinov2_dpt(model, image: Image.Image) -> np.ndarray:
     x = _centre_pad(_mmseg_normalized(image.convert("RGB")), 490, 644)
-    captured, remove = _block_outputs(model, DPT_BLOCKS)
+    captured, remove = block_outputs(model, DPT_BLOCKS)
     augs = []
     with torch.no_grad():
         for pixels in (x, x[:, ::-1].copy()):
@@ -130,14 +142,18 @@ class LlamaSplit:
             lambda module, inputs, output: self.captured.append((output[0] if isinstance(output, tuple) else output)
                                                                 .detach()))
 
-    def __call__(self, prompt: str) -> tuple[np.ndarray, str]:
-        ids = self.tokenizer(prompt, return_tensors="pt")  # adds BOS, as the official pipeline call does
+    def run(self, input_ids: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """(1, 1, T, H) feature before the final RMSNorm, and the model's logits (1, T, vocab)."""
         self.captured.clear()
         with torch.no_grad():
-            logits = self.model(**ids).logits
+            logits = self.model(input_ids=input_ids, use_cache=False).logits
+        return self.captured[0].float().numpy()[None], logits
+
+    def __call__(self, prompt: str) -> tuple[np.ndarray, str]:
+        ids = self.tokenizer(prompt, return_tensors="pt").input_ids  # adds BOS, as the official pipeline call does
+        feature, logits = self.run(ids)
         token = int(logits[0, -1].float().argmax())
-        answer = self.tokenizer.decode([token], skip_special_tokens=True).strip()
-        return self.captured[0].float().numpy()[None], answer
+        return feature, self.tokenizer.decode([token], skip_special_tokens=True).strip()
 
 
 def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | None = None,
@@ -194,9 +210,7 @@ def _extract_csr(listing, target, model_dir, limit, keep_correct, progress) -> l
     kept = []
     for done, item in enumerate(items, 1):
         feature, answer = split(arc_prompt(item))
-        labels = [c["label"] for c in item["question"]["choices"]]
-        correct = answer == "ABCDE"[labels.index(item["answerKey"])]
-        if correct or not keep_correct:
+        if answer == answer_letter(item) or not keep_correct:
             np.save(target / "feature_test" / f"{item['id']}.npy", feature, allow_pickle=False)
             kept.append((feature.shape[2], item))
         if progress:

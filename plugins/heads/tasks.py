@@ -13,6 +13,7 @@ import torch
 from harness import HarnessError, HeadContext
 from harness.metrics import confusion_histogram, frechet_distance, mean_depth_rmse, mean_iou, top1_accuracy
 from harness_plugins.heads import inception
+from harness_plugins.heads.extract import answer_letter
 from harness_plugins.heads.dinov2 import ClsHead, DepthHead, SegHead
 from harness_plugins.heads.llama import CsrHead
 from harness_plugins.heads.sd3 import RandomFeatures, decode_image, tiny_vae
@@ -165,8 +166,7 @@ class Csr:
         for line in path.read_text().splitlines():
             if line.strip():
                 item = json.loads(line)
-                labels = [c["label"] for c in item["question"]["choices"]]
-                items[item["id"]] = "ABCDE"[labels.index(item["answerKey"])]
+                items[item["id"]] = answer_letter(item)
         return [items[s] for s in sample_ids]
 
     def score(self, predictions, targets) -> float:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from harness import HarnessError, load_ctc, parse_sample_list
+from harness_plugins.heads.extract import LlamaSplit, answer_letter
 from harness_plugins.mini import language, texts, vision
 from harness_plugins.wheelfiles import WHEEL_FILES, require
 
@@ -47,7 +48,6 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 
 def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = None) -> Path:
     files = require(["dinov2s", "smollm2"], ["onnx", "gguf", "accelerate", "skimage"])
-    torch.manual_seed(0)
     items = arc_items(source)[1] if source is not None else None
     samples = texts.texts() if items is None else {}
     total = len(vision.IMAGES) + (len(items) if items is not None else len(samples))
@@ -61,28 +61,25 @@ def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = 
 
     model = vision.load_backbone(files["dinov2s"])
     for name in vision.IMAGES:
-        _save(root / "dinov2s/sal/feature_test" / f"{name}.npy",
-              vision.last_block_output(model, vision.pixels(vision.skimage_picture(name))))
+        _save(root / "dinov2s/sal/feature_test" / f"{name}.npy", vision.last_block_output(model, vision.pixels(name)))
         step()
     _write_lines(root / "dinov2s/sal/source" / f"images{len(vision.IMAGES)}.txt", list(vision.IMAGES))
     del model
 
     model, tokenizer = language.load_model(files["smollm2"])
+    split = LlamaSplit(model, tokenizer)
     lm_dir = root / "smollm2/lm"
     if items is None:
         for sample, text in samples.items():
-            ids = tokenizer(text, return_tensors="pt").input_ids
-            _save(lm_dir / "feature_test" / f"{sample}.npy", language.last_layer_output(model, ids)[0])
+            _save(lm_dir / "feature_test" / f"{sample}.npy", split.run(tokenizer(text, return_tensors="pt").input_ids)[0])
             step()
         _write_lines(lm_dir / "source" / f"texts{len(samples)}.jsonl",
                      [json.dumps({"id": s, "text": t}) for s, t in samples.items()])
     else:
         kept = []
         for item in items:
-            ids = tokenizer(language.arc_prompt(tokenizer, item), return_tensors="pt").input_ids
-            feature, logits = language.last_layer_output(model, ids)
-            said = tokenizer.decode([int(logits[0, -1].argmax())], skip_special_tokens=True).strip()
-            if said == language.answer_letter(item):  # the paper keeps the items the model answers right
+            feature, said = split(language.arc_prompt(tokenizer, item))
+            if said == answer_letter(item):  # the paper keeps the items the model answers right
                 _save(lm_dir / "feature_test" / f"{item['id']}.npy", feature)
                 kept.append((feature.shape[2], item))
             step()

@@ -19,6 +19,7 @@ import torch
 
 from harness import HeadContext
 from harness.metrics import saliency_cc, saliency_kl, token_agreement
+from harness_plugins.heads.extract import answer_letter
 from harness_plugins.mini import language, vision
 from harness_plugins.wheelfiles import require
 
@@ -65,7 +66,7 @@ class NextToken:
     def ground_truth(self, sample_ids: Sequence[str]):
         if not self.arc:
             return None  # text: the tokens predicted from the original features
-        return [language.answer_letter(self.items[s]) for s in sample_ids]
+        return [answer_letter(self.items[s]) for s in sample_ids]
 
     def score(self, predictions, targets) -> float:
         if targets and isinstance(targets[0], str):

