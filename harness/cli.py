@@ -445,7 +445,10 @@ def extract(
 def train(
     codec: Annotated[str, typer.Option("--codec", "-c", help="A learned codec plugin, e.g. hyperprior.")],
     task: Annotated[str, typer.Option("--task", "-t")],
-    features: Annotated[Path, typer.Option(help="Folder of .npy training features of the task.")],
+    features: Annotated[Optional[Path], typer.Option(
+        help="Folder of .npy training features (default: the dataset's <task>/feature_train/train).")] = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
     lam: Annotated[Optional[str], typer.Option("--lambda", help="Rate point (λ); 'all' for the task's five.")] = "all",
     out: Annotated[Optional[Path], typer.Option(help="Checkpoint folder (default checkpoints/<task>).")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Default: the CTC's for the task.")] = None,
@@ -461,7 +464,18 @@ def train(
     from harness.runner import codec_rate_points
     from harness.training import train_codec
 
-    spec_ctc = ctc_with_task(task, ctc)
+    if (features is None) == (not (dataset or data_root)):
+        raise HarnessError("give the training features either as --features DIR or as --dataset / --data-root "
+                           "(the dataset's <task>/feature_train/train folder, the official layout)")
+    if features is None:
+        spec_ctc, source = _resolve(ctc, dataset, data_root)
+        spec_ctc.task(task)  # an unknown task is named before anything is read
+        features = source.dataset.training_dir(task)
+        if not features.is_dir():
+            raise HarnessError(f"dataset '{source.label}' has no training features for {task}: expected .npy files "
+                               f"in {features}; give --features DIR")
+    else:
+        spec_ctc = ctc_with_task(task, ctc)
     spec = default_registry().codec(codec).spec
     missing = spec.missing()
     if missing:

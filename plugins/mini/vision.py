@@ -24,6 +24,11 @@ SIZE, LAST_BLOCK = 224, 11
 #: Images bundled in the scikit-image wheel (no download), in dataset order.
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "camera", "coins", "moon", "clock", "cell")
+#: Other bundled pictures, none of them in IMAGES: the training features of learned codecs.
+TRAIN_IMAGES = ("stereo_motorcycle", "colorwheel", "logo", "brick", "grass", "gravel", "horse", "page", "text",
+                "checkerboard", "binary_blobs", "shepp_logan_phantom", "microaneurysms")
+#: Four views of each training picture: (crop corner, mirrored)
+TRAIN_VIEWS = (("centre", False), ("centre", True), ("top-left", False), ("bottom-right", True))
 # transformers 5 names the attention projections q/k/v/o_proj; the ONNX keeps the older names
 _RENAMES = (("attention.attention.query.", "attention.q_proj."), ("attention.attention.key.", "attention.k_proj."),
             ("attention.attention.value.", "attention.v_proj."), ("attention.output.dense.", "attention.o_proj."))
@@ -131,13 +136,28 @@ def load_saliency_head(onnx_path: Path) -> SaliencyHead:
     return head
 
 
-def pixels(name: str) -> torch.Tensor:
-    """A bundled scikit-image picture through the DINOv2 eval transform of the paper's cls:
-    short side 256 (bicubic), centre crop 224, ImageNet normalization -> (1, 3, 224, 224)."""
+def picture(name: str):
+    """A picture bundled in scikit-image (no download) as a PIL image; grey, binary and RGBA ones as RGB."""
     from PIL import Image
     import skimage.data
 
-    return cls_pixels(Image.fromarray(getattr(skimage.data, name)()))
+    array = getattr(skimage.data, name)()
+    array = array[0] if isinstance(array, tuple) else array  # stereo pairs: the left picture
+    if array.dtype == bool or array.dtype.kind == "f":
+        array = (np.clip(array.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(array).convert("RGB")
+
+
+def pixels(name: str, corner: str = "centre", mirror: bool = False) -> torch.Tensor:
+    """A bundled picture through the DINOv2 eval transform of the paper's cls:
+    short side 256 (bicubic), crop 224 (centre unless asked), ImageNet normalization -> (1, 3, 224, 224)."""
+    return cls_pixels(picture(name), corner, mirror)
+
+
+def training_views() -> list[tuple[str, torch.Tensor]]:
+    """(sample id, pixels) of every training view: TRAIN_IMAGES x TRAIN_VIEWS."""
+    return [(f"{name}_{corner}{'_mirror' if mirror else ''}", pixels(name, corner, mirror))
+            for name in TRAIN_IMAGES for corner, mirror in TRAIN_VIEWS]
 
 
 def last_block_output(model, pixel_values: torch.Tensor) -> np.ndarray:
