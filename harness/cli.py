@@ -497,16 +497,17 @@ def train(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    anchor: Annotated[Optional[list[str]], typer.Option("--anchor", "-a", help="Anchor (repeatable).")] = None,
+    anchor: Annotated[Optional[list[str]], typer.Option(
+        "--anchor", "-a", help="Anchor name or run directory (repeatable; default: the CTC's anchors).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output directory (default RUN_DIR/report).")] = None,
     method: Annotated[str, typer.Option()] = "pchip",
     policy: Annotated[str, typer.Option()] = "nan",
     ctc: CtcOpt = None,
 ) -> None:
     """Write the HTML report, xlsx workbook, CSVs and pictures of a run against anchors."""
-    from harness.report import DEFAULT_ANCHORS, build_report
+    from harness.report import build_report
 
-    files = build_report(run_dir, _ctc_of(run_dir, ctc), tuple(anchor or DEFAULT_ANCHORS), out, method, policy)
+    files = build_report(run_dir, _ctc_of(run_dir, ctc), tuple(anchor) if anchor else None, out, method, policy)
     typer.echo(f"report: {files.html}\nworkbook: {files.workbook}\nBD table: {files.bd_csv}\n"
                f"pictures: {len(files.figures)} in {files.html.parent / 'figures'}")
 
@@ -516,12 +517,14 @@ def promote(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     name: Annotated[str, typer.Argument(help="Anchor name to create.")],
     to: Annotated[Path, typer.Option(help="Directory of anchor sheets (put it in $FCM_HARNESS_ANCHORS).")] = Path("anchors"),
+    source: Annotated[Optional[str], typer.Option(
+        help="Where the numbers come from (default: codec, tools, dataset and CTC from run.json).")] = None,
     ctc: CtcOpt = None,
 ) -> None:
     """Save a run's per-rate-point curve as an anchor sheet others can compare against."""
     from harness.curves import promote_run
 
-    path = promote_run(run_dir, name, _ctc_of(run_dir, ctc), to)
+    path = promote_run(run_dir, name, _ctc_of(run_dir, ctc), to, source)
     typer.echo(f"wrote anchor '{name}' to {path}")
 
 

@@ -82,6 +82,9 @@ class TaskSpec:
         return tuple(fill[a] if s == -1 else s for a, s in enumerate(self.shape))
 
 
+PAPER_ANCHORS = ("paper-vtm", "paper-hyperprior")
+
+
 @dataclass(frozen=True)
 class CTC:
     name: str
@@ -95,6 +98,8 @@ class CTC:
     qps: tuple[float, ...]
     families: dict[str, dict[str, Any]]
     tasks: dict[str, TaskSpec]
+    #: the anchors a run under these conditions is reported against (anchor names, see harness.curves)
+    anchors: tuple[str, ...] = PAPER_ANCHORS
 
     def task(self, name: str) -> TaskSpec:
         if name not in self.tasks:
@@ -238,6 +243,8 @@ def load_ctc(root: str | Path | None = None) -> CTC:
     vtm_rate = _require(rate, "vtm", f"{meta_file} [rate]", dict)
     qps = tuple(float(q) for q in _require(vtm_rate, "points", f"{meta_file} [rate.vtm]", list))
     task_tables = _require(tasks, "tasks", str(tasks_file), dict)
+    anchor_table = meta.get("anchors", {"names": list(PAPER_ANCHORS)})
+    anchors = tuple(_require(anchor_table, "names", f"{meta_file} [anchors]", list))
     specs = {name: _parse_task(name, t, str(tasks_file), list(families)) for name, t in task_tables.items()}
     return CTC(
         name=_require(info, "name", f"{meta_file} [ctc]", str),
@@ -251,6 +258,7 @@ def load_ctc(root: str | Path | None = None) -> CTC:
         qps=qps,
         families={k: dict(v) for k, v in families.items()},
         tasks=specs,
+        anchors=anchors,
     )
 
 

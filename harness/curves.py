@@ -19,7 +19,7 @@ from harness.bdrate import BDResult, bd_metric, bd_rate
 from harness.ctc import CTC
 from harness.errors import HarnessError, unknown_name
 from harness.npyio import atomic_write_text
-from harness.results import primary_metrics, read_table, summary
+from harness.results import primary_metrics, read_table, secondary_columns, summary
 
 ANCHOR_COLUMNS = ["anchor", "task", "rate_index", "bpfp", "metric", "metric_name", "higher_is_better", "mse", "source"]
 ANCHORS_ENV = "FCM_HARNESS_ANCHORS"
@@ -89,11 +89,13 @@ def load_run_curve(run_dir: Path, ctc: CTC, on: str = "metric") -> Curve:
     metrics_path = run_dir / "metrics.csv"
     table = table.rename(columns={"enc_wall_s": "enc_s", "dec_wall_s": "dec_s"})
     if metrics_path.exists():
-        metrics = primary_metrics(pd.read_csv(metrics_path))
+        every = pd.read_csv(metrics_path)
+        metrics = primary_metrics(every)
         metrics = metrics[metrics.rate_point.astype(str) != "orig"].copy()
         metrics["rate_point"] = metrics.rate_point.astype(float)
         table = table.merge(metrics[["task", "rate_point", "metric", "value"]].rename(
             columns={"metric": "metric_name", "value": "metric"}), on=["task", "rate_point"], how="left")
+        table = table.merge(secondary_columns(every), on=["task", "rate_point"], how="left")
     elif on == "metric":
         raise HarnessError(f"{run_dir}: no task metrics yet (metrics.csv); compare on feature MSE with --on mse")
     table["higher_is_better"] = [ctc.task(t).higher_is_better for t in table.task]
@@ -148,12 +150,26 @@ def mean_bd_rate(rows: list[TaskComparison]) -> tuple[float | None, str]:
     return sum(finite) / len(finite), note
 
 
-def promote_run(run_dir: Path, name: str, ctc: CTC, out_dir: Path) -> Path:
+def run_description(meta: dict) -> str:
+    """Where a run's numbers come from, in words that stay true on another machine (no local paths)."""
+    codec, dataset, ctc = meta["codec"], meta["dataset"], meta["ctc"]
+    tools = ", ".join(f"{k} {v.split(' Copyright')[0].rstrip(':')}"  # version banners: the first words
+                      for k, v in sorted(codec.get("tools", {}).items()) if isinstance(v, str))
+    options = ", ".join(f"{k}={v}" for k, v in sorted(codec.get("options", {}).items()))
+    return (f"harness run --codec {codec['name']} (version {codec['version']}"
+            + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")
+            + f") on dataset {dataset['name']} under CTC {ctc['name']} {ctc['version']} "
+            f"(sha256 {ctc['sha256'][:12]}), started {meta.get('created', '?')}")
+
+
+def promote_run(run_dir: Path, name: str, ctc: CTC, out_dir: Path, source: str | None = None) -> Path:
     """Save a run's per-rate-point curve as an anchor sheet `<out_dir>/<name>.csv`."""
+    from harness.provenance import load_run_meta
+
     curve = load_run_curve(run_dir, ctc, on="mse")
     frame = curve.points.copy()
     frame["anchor"] = name
-    frame["source"] = f"run {run_dir}"
+    frame["source"] = source or run_description(load_run_meta(run_dir))
     for column in ("metric", "metric_name"):
         if column not in frame:
             frame[column] = float("nan") if column == "metric" else ""

@@ -67,7 +67,10 @@ def write_run_json(run_dir: Path, existing: dict[str, Any] | None, key: dict[str
     merged_key = dict(key)
     merged_key["dataset_fingerprints"] = {**(existing or {}).get("run_key", {}).get("dataset_fingerprints", {}),
                                           **key.get("dataset_fingerprints", {})}
+    earlier_samples = data.get("dataset", {}).get("samples", {})
     data.update(details)
+    if "dataset" in details:  # a run grown task by task (--task sal, then --task lm) counts all its tasks
+        data["dataset"] = {**details["dataset"], "samples": {**earlier_samples, **details["dataset"].get("samples", {})}}
     data["run_key"] = merged_key
     data["harness_version"] = __version__
     data["machine"] = machine()

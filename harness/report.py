@@ -20,13 +20,12 @@ import numpy as np
 import pandas as pd
 
 from harness.ctc import CTC
-from harness.curves import Curve, compare, load_anchor, load_run_curve
+from harness.curves import Curve, compare, load_anchor, load_run_curve, resolve_curve
 from harness.figures import curve_plot, scatter_fit
 from harness.npyio import atomic_write_text
 from harness.provenance import load_run_meta
-from harness.results import primary_metrics
+from harness.results import SECONDARY_PREFIX, primary_metrics
 
-DEFAULT_ANCHORS = ("paper-vtm", "paper-hyperprior")
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,16 @@ def _complexity(anchor: str) -> pd.DataFrame:
     return frame[(frame.codec == codec) & (frame.phase == "encode")]
 
 
-def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANCHORS, out: Path | None = None,
+def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None, out: Path | None = None,
                  method: str = "pchip", policy: str = "nan") -> ReportFiles:
+    """Report a run against anchors: names of anchor sheets or run directories (default: the CTC's)."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report"
     meta = load_run_meta(run_dir)
     run = load_run_curve(run_dir, ctc, on="mse")
     run.name = meta["codec"]["name"]
-    anchor_curves = [load_anchor(a) for a in anchors]
+    anchors = ctc.anchors if anchors is None else anchors
+    anchor_curves = [resolve_curve(a, ctc, on="mse") for a in anchors]
     has_metric = "metric" in run.points and not run.points.metric.isna().all()
     originals = _originals(run_dir)
     paper_original = load_anchor("paper-original").points.set_index("task").metric.to_dict()
@@ -109,6 +110,9 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANC
                     drop_curves.append(Curve(curve.name, shown, curve.source))
                 section["figures"].append(curve_plot(task, drop_curves, "drop", "accuracy drop %",
                                                      pictures / f"{task}-rad")[0])
+            for column in _secondary(run, task):  # e.g. KL beside CC: the run's own curve only
+                section["figures"].append(curve_plot(task, [run], column, column.removeprefix(SECONDARY_PREFIX),
+                                                     pictures / f"{task}-{column}")[0])
             points = run.task(task).dropna(subset=["metric"])
             section["r2"] = r_squared(points.mse.to_numpy(), points.metric.to_numpy())
             section["figures"].append(scatter_fit(task, points.mse, points.metric, section["r2"], "feature MSE",
@@ -136,6 +140,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANC
             row = {"rate_point": f"{point.rate_parameter}{point.rate_point:g}", "samples": point.samples,
                    "bpfp": point.bpfp, "mse": point.mse, "metric": getattr(point, "metric", float("nan")),
                    "enc_s": point.enc_s, "dec_s": point.dec_s, "constant": int(point.constant_recon)}
+            row.update({column.removeprefix(SECONDARY_PREFIX): getattr(point, column)
+                        for column in _secondary(run, task)})
             for name, seconds in reference.items():  # published times are per QP: match by value
                 published = seconds.get(float(point.rate_point)) if point.rate_parameter == "qp" else None
                 row[f"enc_speedup_vs_{name}"] = (published / point.enc_s
@@ -163,6 +169,12 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] = DEFAULT_ANC
     for section in sections:
         figures += [Path(f) for f in section["figures"]]
     return ReportFiles(html, workbook, bd_csv, points_csv, figures)
+
+
+def _secondary(run: Curve, task: str) -> list[str]:
+    """The run's secondary-metric columns that have values for `task`."""
+    points = run.task(task)
+    return [c for c in points.columns if c.startswith(SECONDARY_PREFIX) and not points[c].isna().all()]
 
 
 def _only(curve: Curve, task: str) -> Curve:

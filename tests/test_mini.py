@@ -112,6 +112,10 @@ def test_run_on_mini_is_perfect_on_originals_and_degrades_with_qp(tmp_path, caps
     assert m[("lm", "2", "accuracy")] > m[("lm", "22", "accuracy")]
     assert main(["report", str(out)]) == 0  # reports and BD work on the mini CTC's tasks
     assert (out / "report" / "report.html").exists()
+    bd = pd.read_csv(out / "report" / "bd.csv")
+    assert set(bd.anchor) == {"mini-vvc"} and set(bd.task) == {"sal", "lm"}  # the mini CTC's own anchor
+    points = pd.read_csv(out / "report" / "points.csv").set_index(["task", "rate_point"])
+    assert points.secondary_kl[("sal", 42)] == pytest.approx(m[("sal", "42", "kl")])  # KL beside CC
     assert main(["verify", str(out)]) == 0
 
 

@@ -67,3 +67,17 @@ def test_curves_read_only_the_primary_metric_from_metrics_csv(tmp_path):
     assert read.metric.tolist() == ["cc"]
     old = frame.drop(columns="primary")  # metrics.csv written before secondary metrics: every row counts
     assert len(primary_metrics(old)) == 2
+
+
+def test_each_shipped_ctc_names_anchors_that_ship_and_cover_its_tasks():
+    from harness.curves import available_anchors, load_anchor
+
+    shipped = available_anchors()
+    for name in ("paper", "mini"):
+        ctc = load_ctc(name)
+        assert ctc.anchors and all(a in shipped for a in ctc.anchors)
+        for anchor in ctc.anchors:
+            assert set(load_anchor(anchor).tasks) <= set(ctc.tasks)
+    mini = load_anchor("mini-vvc")
+    assert set(mini.tasks) == {"sal", "lm"} and "under CTC fcm-mini 1.1" in mini.source
+    assert len(mini.task("lm")) == len(mini.task("sal")) == 5

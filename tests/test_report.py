@@ -5,6 +5,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pandas as pd
+import pytest
 
 from harness.cli import main
 from harness.report import accuracy_drop, r_squared
@@ -61,3 +62,27 @@ def test_accuracy_drop_and_r2_hand_worked():
     x = np.array([1.0, 2.0, 3.0, 4.0])
     assert r_squared(x, 2 * x + 1) == 1.0
     assert abs(r_squared(x, np.array([1.0, 3.0, 2.0, 4.0])) - 0.64) < 1e-12
+
+
+def test_secondary_metrics_and_a_run_as_anchor(tmp_path):
+    """Secondary metrics of metrics.csv (e.g. KL beside CC) get their own column and picture; a run
+    directory serves as an anchor."""
+    run = execute(RunRequest(codec="zlib", tasks=["cls"], limit=2, out=tmp_path / "run", jobs=1,
+                             progress=False)).run_dir
+    assert main(["evaluate", str(run)]) == 0
+    metrics_path = run / "metrics.csv"
+    metrics = pd.read_csv(metrics_path)
+    extra = metrics.assign(metric="spread", value=metrics.bpfp / 10, primary=False)
+    pd.concat([metrics, extra]).to_csv(metrics_path, index=False)
+    assert main(["report", str(run), "--anchor", str(run), "--out", str(tmp_path / "rep")]) == 0
+    points = pd.read_csv(tmp_path / "rep" / "points.csv")
+    assert "secondary_spread" in points
+    assert points.secondary_spread.to_numpy() == pytest.approx(points.bpfp.to_numpy() / 10)
+    assert (tmp_path / "rep" / "figures" / "cls-secondary_spread.png").exists()
+    bd = pd.read_csv(tmp_path / "rep" / "bd.csv")
+    assert list(bd.anchor.unique()) == [f"zlib@{run}"]
+    by_axis = bd.set_index("on")
+    assert abs(by_axis.bd_rate_percent["mse"]) < 1e-9  # a run against itself
+    assert isinstance(by_axis.reason["metric"], str)  # 100 % at every rate: no BD on accuracy, and why
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "<th>spread</th>" in html

@@ -53,6 +53,14 @@ def test_second_run_does_no_work_and_corrupt_jobs_are_redone(data_root, tmp_path
     pd.testing.assert_frame_equal(third.table[STABLE], first.table[STABLE])
 
 
+def test_a_run_grown_task_by_task_records_every_task_s_samples(data_root, tmp_path):
+    _run(data_root, tmp_path / "run", rate_points=[2], tasks=["cls"])
+    _run(data_root, tmp_path / "run", rate_points=[2], tasks=["csr"], limit=1)
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["dataset"]["samples"] == {"cls": 2, "csr": 1}
+    assert len(meta["invocations"]) == 2
+
+
 def test_a_run_dir_of_another_configuration_is_refused(data_root, tmp_path):
     _run(data_root, tmp_path / "run", rate_points=[2])
     with pytest.raises(RunError, match="codec_options"):
