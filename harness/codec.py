@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -33,11 +34,22 @@ class Codec(Protocol):
       - feature: the raw stored feature (N, C, H, W) as float32/float16.
     `decode` gets only the bytes and must return an array of the same shape and
     kind as `encode`'s input.
+
+    Optionally `after_encode()`: checks a codec makes of its own last encoding
+    (e.g. that its decoder agrees with its encoder). The harness calls it right
+    after `encode`, outside the encode timer, and a CodecError from it fails the job.
     """
 
     def encode(self, data: np.ndarray, rate_point: float, task: str) -> bytes: ...
 
     def decode(self, bitstream: bytes) -> np.ndarray: ...
+
+
+def finish_encode(codec: Codec) -> None:
+    """Run the codec's own check of its last encoding, if it has one (untimed)."""
+    check = getattr(codec, "after_encode", None)
+    if check is not None:
+        check()
 
 
 CodecFactory = Callable[[Mapping[str, str]], Codec]
@@ -68,6 +80,9 @@ class CodecSpec:
       settings, log) -> checkpoint path`; `harness train` prepares the frames
       (the codec's input kind, from a folder of features) and the settings
       (the CTC's per-task training table, overridable).
+    - model_files: for codecs with trained models, `model_files(options, task,
+      rate_point) -> [paths]`, the files a job's coding depends on. Their hashes
+      go into the run's key: a run directory is not resumed with other weights.
     """
 
     name: str
@@ -82,6 +97,7 @@ class CodecSpec:
     availability: Callable[[], str | None] | None = None
     provenance: Callable[[Mapping[str, str]], dict[str, str]] | None = None
     trainer: Callable[..., object] | None = None
+    model_files: Callable[[Mapping[str, str], str, float], list[Path]] | None = None
     external_tools: tuple[str, ...] = ()
     lossless: bool = False
 

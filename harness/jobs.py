@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.codec import Codec, CodecSpec, format_rate_point
+from harness.codec import Codec, CodecSpec, finish_encode, format_rate_point
 from harness.ctc import CTC, load_ctc
 from harness.dataset import load_feature
 from harness.errors import CodecError, HarnessError
@@ -183,6 +183,8 @@ def run_job(job: Job) -> ResultRecord:
         stage = "encode"
         with _Clock() as enc:
             bitstream = codec.encode(data, job.rate_point, job.task)
+        stage = "check"
+        finish_encode(codec)
         if not isinstance(bitstream, (bytes, bytearray)):
             raise CodecError(f"encode returned {type(bitstream).__name__}, not bytes")
         bitstream = bytes(bitstream)

@@ -59,14 +59,19 @@ def check_resumable(existing: dict[str, Any], key: dict[str, Any], run_dir: Path
         if previous and previous != fingerprint:
             raise RunError(f"{run_dir}: the '{task}' features or sample list changed since this run started; "
                            "use another --out directory")
+    for job, fingerprint in key.get("model_fingerprints", {}).items():
+        previous = old.get("model_fingerprints", {}).get(job)
+        if previous and previous != fingerprint:
+            raise RunError(f"{run_dir}: the codec's model for {job} (e.g. a retrained checkpoint) changed since "
+                           "this run started; use another --out directory")
 
 
 def write_run_json(run_dir: Path, existing: dict[str, Any] | None, key: dict[str, Any],
                    details: dict[str, Any], invocation: dict[str, Any]) -> dict[str, Any]:
     data = dict(existing or {})
     merged_key = dict(key)
-    merged_key["dataset_fingerprints"] = {**(existing or {}).get("run_key", {}).get("dataset_fingerprints", {}),
-                                          **key.get("dataset_fingerprints", {})}
+    for grown in ("dataset_fingerprints", "model_fingerprints"):  # per task / model: a run may grow
+        merged_key[grown] = {**(existing or {}).get("run_key", {}).get(grown, {}), **key.get(grown, {})}
     earlier_samples = data.get("dataset", {}).get("samples", {})
     data.update(details)
     if "dataset" in details:  # a run grown task by task (--task sal, then --task lm) counts all its tasks

@@ -7,8 +7,9 @@ nothing already finished, because each job writes its own record atomically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+import hashlib
 import os
 from pathlib import Path
 import sys
@@ -27,6 +28,7 @@ from harness.provenance import check_resumable, now, read_run_json, write_run_js
 from harness.registry import Registered
 from harness.results import ResultRecord, is_complete, job_paths, read_record, write_table
 from harness.sources import resolve_ctc, resolve_dataset
+from harness.validate import sha256_file
 
 
 @dataclass
@@ -135,6 +137,19 @@ def prepare_run_dir(run_dir: Path) -> None:
         raise RunError(f"{run_dir}: output directory is not writable ({exc.strerror or exc})") from None
 
 
+def model_fingerprints(spec: CodecSpec, options: Mapping[str, str], jobs: Sequence[Job]) -> dict[str, str]:
+    """'task@rate_point' -> sha256 of the model files the codec codes that job with (learned codecs)."""
+    if spec.model_files is None:
+        return {}
+    out = {}
+    for task, point in sorted({(j.task, j.rate_point) for j in jobs}):
+        digest = hashlib.sha256()
+        for path in spec.model_files(options, task, point):
+            digest.update(Path(path).name.encode() + b"\0" + sha256_file(Path(path)).encode())
+        out[f"{task}@{point:g}"] = digest.hexdigest()
+    return out
+
+
 def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome:
     """Run (or resume) the coding stage for one codec."""
     registry = registry_for(request.plugin_modules)
@@ -164,6 +179,7 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
         "ctc_sha256": ctc.sha256, "quant_rule": request.quant_rule or ctc.default_quant_rule,
         "dataset": source.label,
         "dataset_fingerprints": {t: source.dataset.fingerprint([t]) for t in tasks},
+        "model_fingerprints": model_fingerprints(spec, request.codec_options, jobs),
     }
     existing = read_run_json(run_dir)
     if existing:

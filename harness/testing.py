@@ -20,7 +20,7 @@ import multiprocessing
 
 import numpy as np
 
-from harness.codec import CodecSpec
+from harness.codec import CodecSpec, finish_encode
 from harness.ctc import CTC, load_ctc
 from harness.jobs import canonical_hash, check_decoded
 from harness.processing import Preprocessor
@@ -73,6 +73,7 @@ def check_codec(spec: CodecSpec, tasks: Sequence[str] = ("cls", "csr", "tti"), o
         for point in points:
             encoder = spec.factory(options)
             stream = encoder.encode(data.copy(), point, task)
+            finish_encode(encoder)
             assert isinstance(stream, bytes), f"{spec.name}: encode must return bytes, got {type(stream).__name__}"
             again = spec.factory(options).encode(data.copy(), point, task)
             assert stream == again, f"{spec.name}: {task} at {point:g}: same input gave different bytes"

@@ -18,9 +18,10 @@ sample (pure 10-bit noise at QP <= 10) or a tiny frame (<= 16 samples a side)
 fails with "Generic error in an external library"; CTC frames are far from it.
 
 Encoder/decoder agreement: with `check_recon=1` (default) the encoder also
-writes an MD5 picture-hash SEI; the stream is decoded uncropped and its MD5
-compared with the encoder's, then the SEI NAL unit is removed, so the counted
-bitstream is what the encoder writes without the SEI.
+writes an MD5 picture-hash SEI, which is removed from the returned stream, so
+the counted bitstream is what the encoder writes without the SEI. Then, outside
+the encode timer (`after_encode`), the stream with the SEI is decoded
+uncropped and its MD5 compared with the encoder's.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class VvcCodec:
     def __init__(self, preset: str, threads: int, timeout: float, check_recon: bool) -> None:
         self.exe, self.preset, self.threads = ffmpeg_exe(), preset, threads
         self.timeout, self.check_recon = timeout, check_recon
+        self._unchecked: tuple[bytes, bytes] | None = None  # (stream with the SEI, its MD5) of the last encode
 
     def encode(self, frame: np.ndarray, rate_point: float, task: str) -> bytes:
         qp = int(rate_point)
@@ -156,10 +158,18 @@ class VvcCodec:
         stripped, md5 = split_picture_hash(stream)
         if md5 is None:
             raise CodecError("vvc: the encoder wrote no picture-hash SEI to check against")
+        self._unchecked = (stream, md5)
+        return stripped
+
+    def after_encode(self) -> None:
+        """The decoder's picture must be the encoder's reconstruction (the MD5 SEI)."""
+        if self._unchecked is None:
+            return
+        stream, md5 = self._unchecked
+        self._unchecked = None
         full = self._decode(stream, crop=False)
         if hashlib.md5(full.astype("<u2").tobytes()).digest() != md5:
             raise CodecError("vvc: the decoder's picture differs from the encoder's reconstruction (MD5 SEI)")
-        return stripped
 
     def decode(self, bitstream: bytes) -> np.ndarray:
         return self._decode(bitstream, crop=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -231,6 +233,18 @@ def test_train_run_verify_through_the_cli(tmp_path, capsys):
     for row in table.itertuples():
         assert row.bits == 8 * (run / row.bitstream_path).stat().st_size
     assert main(["verify", str(run)]) == 0  # fresh processes decode the same reconstruction
+    meta = json.loads((run / "run.json").read_text())
+    assert list(meta["run_key"]["model_fingerprints"]) == ["tti@0.2"]
+    # one more epoch changes the checkpoint: the old run directory is not resumed with it
+    assert main(["train", "--codec", "hyperprior", "--task", "tti", "--lambda", "0.2", "--features", str(features),
+                 "--out", str(ckpt / "tti"), "--epochs", "2", "--batch", "2", "--crop", "64x64",
+                 "--steps-per-epoch", "2"]) == 0
+    for old in (ckpt / "tti").glob("*epoch1_*"):
+        old.unlink()
+    capsys.readouterr()
+    assert main(["run", "--codec", "hyperprior", "--task", "tti", "--rate-points", "0.2", "--limit", "2",
+                 "-o", f"checkpoints={ckpt}", "--out", str(run), "--jobs", "1", "--no-progress"]) == 1
+    assert "model for tti@0.2 (e.g. a retrained checkpoint) changed" in capsys.readouterr().err
 
 
 def test_train_needs_features_or_a_dataset_with_training_features(tmp_path, capsys):

@@ -76,6 +76,8 @@ def test_misbehaving_codecs_give_failed_rows_and_the_run_goes_on(data_root, tmp_
     assert "encode: RuntimeError: encoder exploded" in crash.failures[0].error
     nan = _run(data_root, tmp_path / "n", codec="nanfloat", plugin_modules=mods, tasks=["csr"])
     assert "decode returned NaN or Inf" in nan.failures[0].error
+    checked = _run(data_root, tmp_path / "s", codec="selfcheck", plugin_modules=mods, tasks=["cls"])
+    assert "check: the decoder disagrees with the encoder" in checked.failures[0].error
 
 
 def test_bad_inputs_are_refused_before_coding(ctc, tmp_path):

@@ -51,8 +51,20 @@ def make_codec(options: Mapping[str, str]):
 
     threads = int(options.get("threads", "1") or 0) or None  # 0: leave torch's setting
     return HyperpriorCodec(checkpoints, device=options.get("device", "cpu"), threads=threads,
-                           best=options.get("best", "0").lower() in ("1", "true", "yes"),
+                           best=_wants_best(options),
                            model_task=options.get("model_task") or None)
+
+
+def model_files(options: Mapping[str, str], task: str, rate_point: float) -> list[Path]:
+    """The checkpoint a job is coded with (its hash goes into the run's key)."""
+    from harness_plugins.hyperprior.checkpoints import find_checkpoint
+
+    checkpoints = options.get("checkpoints") or os.environ.get(CHECKPOINTS_ENV, "")
+    return [find_checkpoint(checkpoints, options.get("model_task") or task, rate_point, _wants_best(options))]
+
+
+def _wants_best(options: Mapping[str, str]) -> bool:
+    return options.get("best", "0").lower() in ("1", "true", "yes")
 
 
 def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> dict:
@@ -71,5 +83,6 @@ def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
         name="hyperprior", version=VERSION, family="hyperprior", input_kind="frame01", factory=make_codec,
         rate_parameter="lambda", rate_points=None, options=OPTIONS, availability=availability, trainer=train,
+        model_files=model_files,
         description="CompressAI ScaleHyperprior (N=128, M=192, 1 channel), one checkpoint per task and λ",
     )]

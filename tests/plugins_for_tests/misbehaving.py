@@ -36,6 +36,22 @@ class NaNFloat:
         return np.full((1, 1, t, 4096), np.nan, np.float32)
 
 
+class SelfCheckFails:
+    """Encodes and decodes fine but its own check of the encoding (after_encode) fails."""
+
+    def encode(self, data, rate_point, task):
+        return data.shape[0].to_bytes(4, "little") + data.astype("<u2").tobytes()
+
+    def decode(self, bitstream):
+        height = int.from_bytes(bitstream[:4], "little")
+        return np.frombuffer(bitstream[4:], "<u2").reshape(height, -1)
+
+    def after_encode(self):
+        from harness import CodecError
+
+        raise CodecError("the decoder disagrees with the encoder")
+
+
 @hookimpl
 def harness_codecs():
     return [
@@ -46,6 +62,8 @@ def harness_codecs():
         CodecSpec(name="nanfloat", version="0", family=None, input_kind="feature", factory=lambda o: NaNFloat(),
                   rate_points=(1,)),
         _int32_spec(),
+        CodecSpec(name="selfcheck", version="0", family="vtm", input_kind="frame10",
+                  factory=lambda o: SelfCheckFails(), rate_points=(1,)),
     ]
 
 
