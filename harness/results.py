@@ -125,9 +125,13 @@ def write_table(run_dir: Path) -> pd.DataFrame:
 
 
 def read_table(run_dir: Path) -> pd.DataFrame:
+    """The run's rows: results.csv, unless a job record is newer (a run killed before it could
+    rewrite the table), then the records themselves, which are the truth."""
     path = run_dir / "results.csv"
     if path.exists():
-        return pd.read_csv(path)
+        written = path.stat().st_mtime
+        if not any(p.stat().st_mtime > written for p in (run_dir / "records").rglob("*.json")):
+            return pd.read_csv(path)
     return records_frame(collect_records(run_dir))
 
 

@@ -108,12 +108,13 @@ def test_a_killed_worker_changes_nothing_in_the_result_table(data, reference, tm
 
     assert killed, "the run finished before a worker could be killed"
     assert killed["done"] < 5 * SAMPLES
-    # the killed worker's job was rescheduled and finished by another worker process
+    # the killed worker's job was rescheduled and finished by another worker process, unless it
+    # finished in the instant between asking the worker what it runs and the kill
     lost = {int(k.rsplit("-", 1)[1]) for k in killed["keys"]}
     assert executor.stats["workers_lost"] == 1
-    assert lost <= executor.rescheduled
     for i in lost:
-        assert not executor.ran_on[i].endswith(f":{killed['pid']}")
+        on_killed_worker = executor.ran_on[i].endswith(f":{killed['pid']}")
+        assert on_killed_worker != (i in executor.rescheduled), (i, executor.ran_on[i], executor.rescheduled)
     # same rows, same bitstreams and reconstructions, nothing failed, nothing half-written
     assert not outcome.failures and outcome.ran == 5 * SAMPLES
     table = pd.read_csv(out / "results.csv")

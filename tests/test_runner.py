@@ -61,6 +61,24 @@ def test_a_run_grown_task_by_task_records_every_task_s_samples(data_root, tmp_pa
     assert len(meta["invocations"]) == 2
 
 
+def test_a_run_killed_before_writing_its_table_is_read_from_the_records(data_root, tmp_path):
+    import os
+    import shutil
+
+    from harness.results import read_table
+
+    run = tmp_path / "run"
+    _run(data_root, run, rate_points=[2])
+    stale = tmp_path / "results-after-first.csv"
+    shutil.copy(run / "results.csv", stale)
+    _run(data_root, run, rate_points=[2, 3])
+    shutil.copy(stale, run / "results.csv")  # as if killed after the jobs, before the table was rewritten
+    past = min(p.stat().st_mtime for p in (run / "records").rglob("*.json")) - 10
+    os.utime(run / "results.csv", (past, past))
+    table = read_table(run)
+    assert len(table) == 8 and set(table.rate_point) == {2, 3}
+
+
 def test_a_run_dir_of_another_configuration_is_refused(data_root, tmp_path):
     _run(data_root, tmp_path / "run", rate_points=[2])
     with pytest.raises(RunError, match="codec_options"):
