@@ -420,11 +420,19 @@ def generalization(
 @app.command()
 def extract(
     task: Annotated[str, typer.Option("--task", "-t")],
-    source: Annotated[Path, typer.Option(help="Source data: the sample list and the images (or ARC jsonl).")],
+    source: Annotated[Path, typer.Option(
+        help="Source data: the sample list and the images (or ARC jsonl; tti: the list or COCO's captions_val2017.json).")],
     out: Annotated[Path, typer.Option(help="Dataset root to write (official layout).")],
     model: Annotated[Path, typer.Option(help="Local model folder (Hugging Face layout): DINOv2-g or Llama-3.")],
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
-    keep_correct: Annotated[bool, typer.Option(help="csr: keep only items the model answers right, longest first.")] = False,
+    keep_correct: Annotated[bool, typer.Option(
+        help="The paper's selection: cls keeps the images the linear head classifies right (first in list order; "
+             "needs --weights), csr the items the model answers right (longest prompts first).")] = False,
+    keep: Annotated[Optional[int], typer.Option(
+        min=1, help="How many to keep with --keep-correct, or tti captions to select from captions_val2017.json "
+                    "(the paper: 500; the released example: 100).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(
+        help="cls --keep-correct: folder (or file) of dinov2_vitg14_linear_head.pth.")] = None,
     steps: Annotated[int, typer.Option(help="tti: denoising steps (CTC: 28).")] = 28,
     size: Annotated[int, typer.Option(help="tti: image size (CTC: 1024).")] = 1024,
 ) -> None:
@@ -435,7 +443,8 @@ def extract(
     if head.extractor is None:
         raise HarnessError(f"the '{task}' head ({head.name}) cannot extract features yet; use the released features")
     run_extract = head.extractor
-    options = {"steps": steps, "size": size} if task == "tti" else {}
+    options: dict = {"steps": steps, "size": size} if task == "tti" else {}
+    options.update({k: v for k, v in (("keep", keep), ("weights", weights)) if v is not None})
     with _Progress(f"extracting {task}", "sample") as progress:
         ids = run_extract(task, source, out, model, limit, keep_correct, progress, **options)
     typer.echo(f"wrote {len(ids)} {task} features under {out}")

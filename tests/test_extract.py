@@ -111,21 +111,95 @@ def test_csr_prompt_split_and_selection(tmp_path):
 def test_csr_keep_correct_keeps_right_answers_longest_first(tmp_path):
     items = [{"id": f"Q{i}", "question": {"stem": "Pick " + "one " * i,
                                           "choices": [{"text": t, "label": l} for t, l in zip("wxyz", "ABCD")]},
-              "answerKey": "ABCD"[i % 4]} for i in range(8)]
+              "answerKey": "A"} for i in range(8)]
     words = {t for item in items for t in __import__("re").findall(r"\w+|[^\w\s]", arc_prompt(item))} | set("ABCD")
     model_dir = tmp_path / "llama"
     _tiny_llama(model_dir, words)
+    from transformers import AutoTokenizer, LlamaForCausalLM
+    from harness_plugins.heads.extract import LlamaSplit, extract
+    tokenizer, model = AutoTokenizer.from_pretrained(model_dir), LlamaForCausalLM.from_pretrained(model_dir)
+    letters = tokenizer.convert_tokens_to_ids(list("ABCD"))
+    with torch.no_grad():  # the tiny model only ever says a letter: some answers are right, some wrong
+        keep_rows = torch.zeros_like(model.lm_head.weight)
+        keep_rows[letters] = model.lm_head.weight[letters]
+        model.lm_head.weight.copy_(keep_rows)
+    model.save_pretrained(model_dir)
+    split = LlamaSplit(model, tokenizer)
+    said = {item["id"]: split(arc_prompt(item)) for item in items}
+    for i, item in enumerate(items):  # even items right, odd ones wrong
+        answer = said[item["id"]][1]
+        item["answerKey"] = answer if i % 2 == 0 else "ABCD"[("ABCD".index(answer) + 1) % 4]
     src = tmp_path / "src" / "llama3" / "csr" / "source"
     src.mkdir(parents=True)
     (src / "sampled_longest8.jsonl").write_text("\n".join(json.dumps(i) for i in items))
-    from transformers import AutoTokenizer, LlamaForCausalLM
-    from harness_plugins.heads.extract import LlamaSplit, extract
-    split = LlamaSplit(LlamaForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir))
-    right = [(split(arc_prompt(i))[0].shape[2], i["id"]) for i in items if split(arc_prompt(i))[1] == i["answerKey"]]
     kept = extract("csr", tmp_path / "src", tmp_path / "data", model_dir, keep_correct=True)
-    assert kept == [i for _, i in sorted(right, key=lambda p: -p[0])]
-    listed = (tmp_path / "data/llama3/csr/source/sampled_longest8.jsonl").read_text().split("\n")
+    assert kept == ["Q6", "Q4", "Q2", "Q0"]  # the right ones, longest prompts first
+    listed = (tmp_path / "data/llama3/csr/source/sampled_longest4.jsonl").read_text().split("\n")
     assert [json.loads(line)["id"] for line in listed if line] == kept
+    # --keep N: the N longest right ones, and only their features
+    two = extract("csr", tmp_path / "src", tmp_path / "two", model_dir, keep_correct=True, keep=2)
+    assert two == kept[:2]
+    assert sorted(p.stem for p in (tmp_path / "two/llama3/csr/feature_test").glob("*.npy")) == sorted(two)
+    assert [p.name for p in (tmp_path / "two/llama3/csr/source").iterdir()] == ["sampled_longest2.jsonl"]
+
+
+def test_cls_keep_correct_keeps_the_first_images_the_head_classifies_right(tmp_path, tiny_dinov2):
+    from transformers import Dinov2Model
+
+    from harness_plugins.heads.dinov2 import ClsHead
+    from harness_plugins.heads.extract import dinov2_cls, extract
+
+    src = tmp_path / "src"
+    (src / "dinov2/cls/source").mkdir(parents=True)
+    for i in range(4):
+        _image(src / f"img_{i}.JPEG", (256, 300), 10 + i)
+    torch.manual_seed(1)
+    linear = torch.nn.Linear(16, 5)
+    torch.save({"weight": linear.weight.detach(), "bias": linear.bias.detach()}, tmp_path / "dinov2_vitg14_linear_head.pth")
+    model = Dinov2Model.from_pretrained(tiny_dinov2).eval()
+    head = ClsHead(8, 5)
+    head.norm.load_state_dict(model.layernorm.state_dict())
+    head.linear = linear
+    predicted = []
+    for i in range(4):
+        with Image.open(src / f"img_{i}.JPEG") as image, torch.no_grad():
+            predicted.append(int(head(torch.from_numpy(dinov2_cls(model, image)[0])).argmax()))
+    labels = [predicted[0], (predicted[1] + 1) % 5, predicted[2], predicted[3]]  # img_1 is misclassified
+    (src / "dinov2/cls/source/imagenet_selected_label4.txt").write_text(
+        "\n".join(f"img_{i} {label}" for i, label in enumerate(labels)))
+    kept = extract("cls", src, tmp_path / "all", tiny_dinov2, keep_correct=True, weights=tmp_path)
+    assert kept == ["img_0", "img_2", "img_3"]
+    assert main(["extract", "--task", "cls", "--source", str(src), "--out", str(tmp_path / "two"), "--model",
+                 str(tiny_dinov2), "--keep-correct", "--keep", "2", "--weights", str(tmp_path)]) == 0
+    listed = (tmp_path / "two/dinov2/cls/source/imagenet_selected_label2.txt").read_text().split()
+    assert listed == ["img_0", str(labels[0]), "img_2", str(labels[2])]  # the first two right, in list order
+    assert sorted(p.stem for p in (tmp_path / "two/dinov2/cls/feature_test").glob("*.npy")) == ["img_0", "img_2"]
+    assert main(["extract", "--task", "cls", "--source", str(src), "--out", str(tmp_path / "x"), "--model",
+                 str(tiny_dinov2), "--keep-correct"]) == 1  # the head's weights are needed to judge
+
+
+def test_tti_list_from_coco_captions_first_images_longest_caption(tmp_path, capsys):
+    from harness_plugins.heads.extract import coco_caption_lines
+
+    coco = {"images": [{"id": 397133}, {"id": 5}, {"id": 37777}, {"id": 252219}],
+            "annotations": [{"image_id": 37777, "caption": "A table."},
+                            {"image_id": 397133, "caption": "A man in a kitchen."},
+                            {"image_id": 397133, "caption": "A table with pies being made.\n"},
+                            {"image_id": 37777, "caption": "The dining table near the kitchen."},
+                            {"image_id": 252219, "caption": "a homeless man"}]}
+    path = tmp_path / "annotations" / "captions_val2017.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(coco))
+    assert coco_caption_lines(path, 2) == [  # image 5 has no caption: skipped
+        "COCO_val2017_000000397133.jpg A table with pies being made.",
+        "COCO_val2017_000000037777.jpg The dining table near the kitchen."]
+    assert len(coco_caption_lines(path, 10)) == 3
+    assert main(["extract", "--task", "tti", "--source", str(tmp_path / "annotations"), "--out", str(tmp_path / "o"),
+                 "--model", str(tmp_path / "no-model")]) == 1
+    assert "give --keep N" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"images": []}')
+    with pytest.raises(Exception, match="bad.json: not a COCO captions file"):
+        coco_caption_lines(tmp_path / "bad.json", 1)
 
 
 def test_tti_latents_from_a_tiny_sd3_pipeline(tmp_path):
@@ -163,6 +237,16 @@ def test_tti_latents_from_a_tiny_sd3_pipeline(tmp_path):
     for out in (tmp_path / "a", tmp_path / "b"):
         assert main(["extract", "--task", "tti", "--source", str(tmp_path / "src"), "--out", str(out),
                      "--model", str(tmp_path / "sd3"), "--steps", "2", "--size", "64"]) == 0
+    # from COCO's caption annotations: the list is made (first images, longest caption), then extracted
+    coco = {"images": [{"id": 2}, {"id": 1}], "annotations": [{"image_id": 1, "caption": "a cat"},
+                                                              {"image_id": 2, "caption": "a dog on the cat"}]}
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "coco" / "captions_val2017.json").write_text(json.dumps(coco))
+    assert main(["extract", "--task", "tti", "--source", str(tmp_path / "coco"), "--out", str(tmp_path / "c"),
+                 "--model", str(tmp_path / "sd3"), "--steps", "2", "--size", "64", "--keep", "1"]) == 0
+    assert (tmp_path / "c/sd3/tti/source/captions_val2017_select1.txt").read_text() == \
+        "COCO_val2017_000000000002.jpg a dog on the cat\n"
+    assert [p.name for p in (tmp_path / "c/sd3/tti/feature_test").iterdir()] == ["COCO_val2017_000000000002.npy"]
     latent = np.load(tmp_path / "a/sd3/tti/feature_test/COCO_val2017_000000000002.npy")
     assert latent.shape == (1, 16, 32, 32) and latent.dtype == np.float16
     again = np.load(tmp_path / "b/sd3/tti/feature_test/COCO_val2017_000000000002.npy")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import json
 from pathlib import Path
+import re
 import shutil
 
 import numpy as np
@@ -32,6 +33,7 @@ IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 
 MMSEG_MEAN, MMSEG_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
 DPT_BLOCKS, LAST_BLOCK = (9, 19, 29, 39), 39
 ANSWER_PREFIX = "The best answer is"
+COCO_CAPTIONS = "captions_val2017.json"
 
 
 def arc_question(item: dict) -> str:
@@ -165,50 +167,133 @@ class LlamaSplit:
 
 def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | None = None,
             keep_correct: bool = False, progress: Callable[[int, int], None] | None = None,
-            steps: int = 28, size: int = 1024) -> list[str]:
-    """Write features for every listed sample (see the module docstring); returns the ids written."""
+            steps: int = 28, size: int = 1024, keep: int | None = None, weights: Path | None = None) -> list[str]:
+    """Write features for every listed sample (see the module docstring); returns the ids written.
+
+    With `keep_correct` (the paper's selection rules; `keep` caps how many are kept):
+    - cls: the samples the linear head (`weights`: dinov2_vitg14_linear_head.pth, or its folder)
+      classifies right, the first `keep` in list order;
+    - csr: the items the model answers right, the `keep` longest prompts, longest first.
+    The kept list is written as the list's name with the kept count (imagenet_selected_label100.txt)."""
+    if keep_correct and task not in ("cls", "csr"):
+        raise HarnessError(f"--keep-correct applies to cls and csr, not {task}")
+    if keep is not None and not keep_correct and task != "tti":
+        raise HarnessError("--keep goes with --keep-correct (or with tti captions from COCO annotations); "
+                           "use --limit for the first N listed samples")
     spec = load_ctc().task(task)
     lists = sorted({p for pattern in spec.sample_lists for p in (source / spec.model_dir / task).glob(pattern)}
                    | {p for pattern in spec.sample_lists for p in source.glob(pattern.removeprefix("source/"))})
-    if not lists:
-        raise HarnessError(f"{source}: no {task} sample list ({', '.join(spec.sample_lists)})")
-    listing = lists[0]
     target = out / spec.model_dir / task
     (target / "source").mkdir(parents=True, exist_ok=True)
     (target / "feature_test").mkdir(parents=True, exist_ok=True)
+    annotations = sorted(source.rglob(COCO_CAPTIONS)) if task == "tti" and not lists else []
+    if annotations:  # the paper's tti list is made from COCO's caption annotations
+        if keep is None:
+            raise HarnessError(f"{annotations[0]}: give --keep N, how many captions to select "
+                               "(the paper: 500; the released example: 100)")
+        lines = coco_caption_lines(annotations[0], keep)
+        lists = [target / "source" / f"captions_val2017_select{len(lines)}.txt"]
+        lists[0].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if not lists:
+        raise HarnessError(f"{source}: no {task} sample list ({', '.join(spec.sample_lists)})"
+                           + (f" and no {COCO_CAPTIONS} to make one from" if task == "tti" else ""))
+    listing = lists[0]
     if task == "csr":
-        written = _extract_csr(listing, target, model_dir, limit, keep_correct, progress)
+        written = _extract_csr(listing, target, model_dir, limit, keep_correct, progress, keep)
     elif task == "tti":
         written = _extract_tti(listing, target, model_dir, limit, progress, steps, size)
     else:
-        written = _extract_dinov2(task, listing, source, target, model_dir, limit, progress)
-    if task != "csr" or not keep_correct:
+        judge = _cls_judge(model_dir, weights) if keep_correct else None
+        written = _extract_dinov2(task, listing, source, target, model_dir, limit, progress, judge, keep)
+    if not keep_correct and listing.parent != target / "source":
         shutil.copy(listing, target / "source" / listing.name)
     return written
 
 
-def _extract_dinov2(task, listing, source, target, model_dir, limit, progress) -> list[str]:
+def coco_caption_lines(annotations: Path, count: int) -> list[str]:
+    """The paper's tti sample list: the first `count` images of a COCO captions file (in its
+    `images` order) that have a caption, each with its longest caption (the first of equal length)."""
+    try:
+        data = json.loads(Path(annotations).read_text(encoding="utf-8"))
+        images, captions = data["images"], data["annotations"]
+        longest: dict[int, str] = {}
+        for entry in captions:
+            text = " ".join(str(entry["caption"]).splitlines()).strip()
+            if len(text) > len(longest.get(entry["image_id"], "")):
+                longest[entry["image_id"]] = text
+        ids = [image["id"] for image in images if image["id"] in longest][:count]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HarnessError(f"{annotations}: not a COCO captions file ({type(exc).__name__}: {exc})") from None
+    return [f"COCO_val2017_{int(i):012d}.jpg {longest[i]}" for i in ids]
+
+
+def counted_name(name: str, count: int) -> str:
+    """A sample list's name with its count replaced: sampled_longest500.jsonl -> sampled_longest100.jsonl."""
+    stem, dot, suffix = name.rpartition(".")
+    digits = re.search(r"\d+$", stem)
+    return (stem[:digits.start()] if digits else stem + "_") + f"{count}{dot}{suffix}"
+
+
+def _cls_judge(model_dir: Path, weights: Path | None) -> Callable[[np.ndarray, int], bool]:
+    """Whether the paper's cls head (the model's own final LayerNorm + the released linear head)
+    classifies a stored feature as its label."""
+    from harness_plugins.heads.dinov2 import ClsHead
+    from harness_plugins.heads.weights import load_state, pick
+    from transformers import Dinov2Model
+
+    if weights is None:
+        raise HarnessError("cls --keep-correct needs the linear head: --weights DIR holding "
+                           "dinov2_vitg14_linear_head.pth (or the file itself)")
+    path = Path(weights)
+    path = path / "dinov2_vitg14_linear_head.pth" if path.is_dir() else path
+    linear = pick(load_state(path), ["weight", "bias"], path)
+    norm = Dinov2Model.from_pretrained(model_dir, local_files_only=True).layernorm
+    head = ClsHead(norm.normalized_shape[0], linear["weight"].shape[0])
+    head.norm.load_state_dict(norm.state_dict())
+    head.linear.load_state_dict(linear)
+    head.eval()
+
+    def right(feature: np.ndarray, label: int) -> bool:
+        with torch.no_grad():
+            return int(head(torch.from_numpy(feature[0])).argmax(dim=1)[0]) == label
+    return right
+
+
+def _extract_dinov2(task, listing, source, target, model_dir, limit, progress,
+                    judge: Callable[[np.ndarray, int], bool] | None = None, keep: int | None = None) -> list[str]:
     from transformers import Dinov2Model
 
     model = Dinov2Model.from_pretrained(model_dir, local_files_only=True).eval()
     fmt = {"cls": "name_label", "seg": "id", "dpt": "nyu_pairs"}[task]
     ids = parse_sample_list(listing, fmt)[:limit]
-    lines = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()][:len(ids)]
+    lines = [line for line in listing.read_text(encoding="utf-8-sig").splitlines() if line.strip()][:len(ids)]
     files = _find_files(source)
     make = {"cls": dinov2_cls, "seg": dinov2_seg, "dpt": dinov2_dpt}[task]
-    for done, (sample, first) in enumerate(zip(ids, lines), 1):
+    kept = []
+    for done, (sample, line) in enumerate(zip(ids, lines), 1):
+        first = line.split()[0]
         name = {"cls": f"{sample}.JPEG", "seg": f"{sample}.jpg", "dpt": Path(first).name}[task]
         candidates = [p for n, p in files.items() if n == name or (task == "dpt" and p.as_posix().endswith(first))]
         if not candidates:
             raise HarnessError(f"{source}: image {name} of sample {sample} not found")
         with Image.open(candidates[0]) as image:
-            np.save(target / "feature_test" / f"{sample}.npy", make(model, image), allow_pickle=False)
+            feature = make(model, image)
+        if judge is None or judge(feature, int(line.split()[1])):
+            np.save(target / "feature_test" / f"{sample}.npy", feature, allow_pickle=False)
+            kept.append((sample, line))
         if progress:
             progress(done, len(ids))
-    return ids
+        if keep is not None and len(kept) == keep:
+            break
+    if judge is not None:  # the paper's rule: the first ones the head classifies right
+        if not kept:
+            raise HarnessError(f"{listing}: the head classified none of the {len(ids)} images right")
+        (target / "source" / counted_name(listing.name, len(kept))).write_text(
+            "\n".join(line for _, line in kept) + "\n")
+    return [sample for sample, _ in kept]
 
 
-def _extract_csr(listing, target, model_dir, limit, keep_correct, progress) -> list[str]:
+def _extract_csr(listing, target, model_dir, limit, keep_correct, progress, keep=None) -> list[str]:
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     items = [json.loads(line) for line in listing.read_text().splitlines() if line.strip()][:limit]
@@ -222,9 +307,13 @@ def _extract_csr(listing, target, model_dir, limit, keep_correct, progress) -> l
             kept.append((feature.shape[2], item))
         if progress:
             progress(done, len(items))
-    if keep_correct:  # the paper's rule: the correctly answered items, longest prompts first
+    if keep_correct:  # the paper's rule: the correctly answered items, the longest prompts first
         kept.sort(key=lambda pair: -pair[0])
-        (target / "source" / listing.name).write_text("\n".join(json.dumps(i) for _, i in kept) + "\n")
+        for _, dropped in kept[keep:] if keep is not None else []:
+            (target / "feature_test" / f"{dropped['id']}.npy").unlink()
+        kept = kept[:keep] if keep is not None else kept
+        (target / "source" / counted_name(listing.name, len(kept))).write_text(
+            "\n".join(json.dumps(i) for _, i in kept) + "\n")
     return [item["id"] for _, item in kept]
 
 
