@@ -158,11 +158,12 @@ SECONDARY_PREFIX = "secondary_"
 def secondary_columns(metrics: pd.DataFrame) -> pd.DataFrame:
     """The secondary metrics of metrics.csv (all but the primary) as columns `secondary_<name>`, one row
     per (task, rate point), rate points other than `orig` as floats; empty when there are none."""
+    none = pd.DataFrame({"task": pd.Series(dtype=object), "rate_point": pd.Series(dtype=float)})
     if "primary" not in metrics.columns:
-        return pd.DataFrame(columns=["task", "rate_point"])
+        return none
     extra = metrics[(metrics.primary.astype(str).str.lower() != "true") & (metrics.rate_point.astype(str) != "orig")]
     if extra.empty:
-        return pd.DataFrame(columns=["task", "rate_point"])
+        return none
     table = extra.assign(rate_point=extra.rate_point.astype(float)).pivot_table(
         index=["task", "rate_point"], columns="metric", values="value", aggfunc="first")
     table.columns = [SECONDARY_PREFIX + str(c) for c in table.columns]
