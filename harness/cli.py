@@ -477,8 +477,12 @@ def train(
         raise HarnessError("give the training features either as --features DIR or as --dataset / --data-root "
                            "(the dataset's <task>/feature_train/train folder, the official layout)")
     if features is None:
-        spec_ctc, source = _resolve(ctc, dataset, data_root)
-        spec_ctc.task(task)  # an unknown task is named before anything is read
+        from harness.sources import resolve_ctc, resolve_dataset
+
+        registry = default_registry()
+        spec_ctc = resolve_ctc(ctc, dataset, registry)
+        spec_ctc.task(task)  # an unknown task is named before a built-in dataset is made
+        source = resolve_dataset(dataset, data_root, spec_ctc, registry)
         features = source.dataset.training_dir(task)
         if not features.is_dir():
             raise HarnessError(f"dataset '{source.label}' has no training features for {task}: expected .npy files "

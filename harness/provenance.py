@@ -54,16 +54,13 @@ def check_resumable(existing: dict[str, Any], key: dict[str, Any], run_dir: Path
         if old.get(field) != key.get(field):
             raise RunError(f"{run_dir}: holds a run with {field} = {old.get(field)!r}, this run has "
                            f"{key.get(field)!r}; use another --out directory")
-    for task, fingerprint in key.get("dataset_fingerprints", {}).items():
-        previous = old.get("dataset_fingerprints", {}).get(task)
-        if previous and previous != fingerprint:
-            raise RunError(f"{run_dir}: the '{task}' features or sample list changed since this run started; "
-                           "use another --out directory")
-    for job, fingerprint in key.get("model_fingerprints", {}).items():
-        previous = old.get("model_fingerprints", {}).get(job)
-        if previous and previous != fingerprint:
-            raise RunError(f"{run_dir}: the codec's model for {job} (e.g. a retrained checkpoint) changed since "
-                           "this run started; use another --out directory")
+    for field, what in (("dataset_fingerprints", "the '{}' features or sample list"),
+                        ("model_fingerprints", "the codec's model for {} (e.g. a retrained checkpoint)")):
+        for part, fingerprint in key.get(field, {}).items():  # per task / per task@rate point
+            previous = old.get(field, {}).get(part)
+            if previous and previous != fingerprint:
+                raise RunError(f"{run_dir}: {what.format(part)} changed since this run started; "
+                               "use another --out directory")
 
 
 def write_run_json(run_dir: Path, existing: dict[str, Any] | None, key: dict[str, Any],

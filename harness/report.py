@@ -27,7 +27,6 @@ from harness.provenance import load_run_meta
 from harness.results import SECONDARY_PREFIX, primary_metrics
 
 
-
 @dataclass(frozen=True)
 class ReportFiles:
     html: Path
@@ -91,6 +90,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     sections, bd_rows = [], []
     for task in run.tasks:
         spec = ctc.task(task)
+        secondary = _secondary(run, task)
         curves = [run, *anchor_curves]
         section = {"task": task, "title": spec.title, "metric": spec.metric, "unit": spec.metric_unit,
                    "higher_is_better": spec.higher_is_better, "figures": [], "bd": [], "points": [], "r2": None}
@@ -110,7 +110,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
                     drop_curves.append(Curve(curve.name, shown, curve.source))
                 section["figures"].append(curve_plot(task, drop_curves, "drop", "accuracy drop %",
                                                      pictures / f"{task}-rad")[0])
-            for column in _secondary(run, task):  # e.g. KL beside CC: the run's own curve only
+            for column in secondary:  # e.g. KL beside CC: the run's own curve only
                 section["figures"].append(curve_plot(task, [run], column, column.removeprefix(SECONDARY_PREFIX),
                                                      pictures / f"{task}-{column}")[0])
             points = run.task(task).dropna(subset=["metric"])
@@ -140,8 +140,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
             row = {"rate_point": f"{point.rate_parameter}{point.rate_point:g}", "samples": point.samples,
                    "bpfp": point.bpfp, "mse": point.mse, "metric": getattr(point, "metric", float("nan")),
                    "enc_s": point.enc_s, "dec_s": point.dec_s, "constant": int(point.constant_recon)}
-            row.update({column.removeprefix(SECONDARY_PREFIX): getattr(point, column)
-                        for column in _secondary(run, task)})
+            row.update({column.removeprefix(SECONDARY_PREFIX): getattr(point, column) for column in secondary})
             for name, seconds in reference.items():  # published times are per QP: match by value
                 published = seconds.get(float(point.rate_point)) if point.rate_parameter == "qp" else None
                 row[f"enc_speedup_vs_{name}"] = (published / point.enc_s

@@ -42,6 +42,15 @@ def test_a_wrong_weight_file_is_refused(monkeypatch, tmp_path):
         wheelfiles.checked("dinov2s")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="pip install scikit-image")
+def test_every_picture_is_the_same_each_time():
+    """The dataset is deterministic: no picture may come from an unseeded generator (binary_blobs)."""
+    from harness_plugins.mini import vision
+
+    for name in (*vision.IMAGES, *vision.TRAIN_IMAGES):
+        assert np.array_equal(np.asarray(vision.picture(name)), np.asarray(vision.picture(name))), name
+
+
 @needs_wheels
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                     reason="onnxruntime not installed: pip install onnxruntime")

@@ -79,5 +79,8 @@ def test_each_shipped_ctc_names_anchors_that_ship_and_cover_its_tasks():
         for anchor in ctc.anchors:
             assert set(load_anchor(anchor).tasks) <= set(ctc.tasks)
     mini = load_anchor("mini-vvc")
-    assert set(mini.tasks) == {"sal", "lm"} and "under CTC fcm-mini 1.1" in mini.source
+    assert set(mini.tasks) == {"sal", "lm"}
+    # made under the mini CTC as it is now: after editing ctc/mini, re-run and re-promote the anchor
+    ctc = load_ctc("mini")
+    assert f"under CTC fcm-mini {ctc.version} (sha256 {ctc.sha256[:12]})" in mini.source
     assert len(mini.task("lm")) == len(mini.task("sal")) == 5

@@ -23,8 +23,9 @@ from harness_plugins.wheelfiles import locate
 
 VERSION = "1.0"
 BACKBONE = "dinov2_vitg14_pretrain.pth"
+CLS_HEAD = "dinov2_vitg14_linear_head.pth"
 FILES = {
-    "cls": [BACKBONE, "dinov2_vitg14_linear_head.pth"],
+    "cls": [BACKBONE, CLS_HEAD],
     "seg": [BACKBONE, "dinov2_vitg14_voc2012_linear_head.pth"],
     "dpt": ["dinov2_vitg14_nyu_linear4_head.pth"],
     "csr": ["Meta-Llama-3-8B-Instruct/config.json", "Meta-Llama-3-8B-Instruct/tokenizer.json"],

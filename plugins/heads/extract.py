@@ -203,8 +203,8 @@ def extract(task: str, source: Path, out: Path, model_dir: Path, limit: int | No
     elif task == "tti":
         written = _extract_tti(listing, target, model_dir, limit, progress, steps, size)
     else:
-        judge = _cls_judge(model_dir, weights) if keep_correct else None
-        written = _extract_dinov2(task, listing, source, target, model_dir, limit, progress, judge, keep)
+        linear = _cls_linear_head(weights) if keep_correct else None
+        written = _extract_dinov2(task, listing, source, target, model_dir, limit, progress, linear, keep)
     if not keep_correct and listing.parent != target / "source":
         shutil.copy(listing, target / "source" / listing.name)
     return written
@@ -234,22 +234,25 @@ def counted_name(name: str, count: int) -> str:
     return (stem[:digits.start()] if digits else stem + "_") + f"{count}{dot}{suffix}"
 
 
-def _cls_judge(model_dir: Path, weights: Path | None) -> Callable[[np.ndarray, int], bool]:
+def _cls_linear_head(weights: Path | None) -> dict:
+    """The released cls linear head ({weight, bias}), read before any model is loaded."""
+    from harness_plugins.heads import CLS_HEAD
+    from harness_plugins.heads.weights import load_state, pick
+
+    if weights is None:
+        raise HarnessError(f"cls --keep-correct needs the linear head: --weights DIR holding {CLS_HEAD} "
+                           "(or the file itself)")
+    path = Path(weights) / CLS_HEAD if Path(weights).is_dir() else Path(weights)
+    return pick(load_state(path), ["weight", "bias"], path)
+
+
+def _cls_judge(model, linear: dict) -> Callable[[np.ndarray, int], bool]:
     """Whether the paper's cls head (the model's own final LayerNorm + the released linear head)
     classifies a stored feature as its label."""
     from harness_plugins.heads.dinov2 import ClsHead
-    from harness_plugins.heads.weights import load_state, pick
-    from transformers import Dinov2Model
 
-    if weights is None:
-        raise HarnessError("cls --keep-correct needs the linear head: --weights DIR holding "
-                           "dinov2_vitg14_linear_head.pth (or the file itself)")
-    path = Path(weights)
-    path = path / "dinov2_vitg14_linear_head.pth" if path.is_dir() else path
-    linear = pick(load_state(path), ["weight", "bias"], path)
-    norm = Dinov2Model.from_pretrained(model_dir, local_files_only=True).layernorm
-    head = ClsHead(norm.normalized_shape[0], linear["weight"].shape[0])
-    head.norm.load_state_dict(norm.state_dict())
+    head = ClsHead(model.layernorm.normalized_shape[0], linear["weight"].shape[0])
+    head.norm.load_state_dict(model.layernorm.state_dict())
     head.linear.load_state_dict(linear)
     head.eval()
 
@@ -260,10 +263,13 @@ def _cls_judge(model_dir: Path, weights: Path | None) -> Callable[[np.ndarray, i
 
 
 def _extract_dinov2(task, listing, source, target, model_dir, limit, progress,
-                    judge: Callable[[np.ndarray, int], bool] | None = None, keep: int | None = None) -> list[str]:
+                    cls_linear: dict | None = None, keep: int | None = None) -> list[str]:
+    """Every listed image's feature; with `cls_linear` (cls --keep-correct) only the first `keep` images
+    the head classifies right."""
     from transformers import Dinov2Model
 
     model = Dinov2Model.from_pretrained(model_dir, local_files_only=True).eval()
+    judge = _cls_judge(model, cls_linear) if cls_linear is not None else None
     fmt = {"cls": "name_label", "seg": "id", "dpt": "nyu_pairs"}[task]
     ids = parse_sample_list(listing, fmt)[:limit]
     lines = [line for line in listing.read_text(encoding="utf-8-sig").splitlines() if line.strip()][:len(ids)]
@@ -309,6 +315,7 @@ def save_arc_features(split: LlamaSplit, items: list[dict], prompt_of: Callable[
     """Store each ARC item's feature under target/feature_test. With `keep_correct`, the paper's rule:
     only the items the model answers right, the `keep` longest prompts, longest first, written as the
     sample list `list_name` with the kept count. Returns the kept items."""
+    (target / "feature_test").mkdir(parents=True, exist_ok=True)
     kept = []
     for done, item in enumerate(items, 1):
         feature, answer = split(prompt_of(item))

@@ -12,7 +12,7 @@ import torch
 
 from harness import HarnessError, HeadContext
 from harness.metrics import confusion_histogram, frechet_distance, mean_depth_rmse, mean_iou, top1_accuracy
-from harness_plugins.heads import inception
+from harness_plugins.heads import CLS_HEAD, inception
 from harness_plugins.heads.extract import answer_letter
 from harness_plugins.heads.dinov2 import ClsHead, DepthHead, SegHead
 from harness_plugins.heads.llama import CsrHead
@@ -37,7 +37,7 @@ class Cls:
         self.head = ClsHead(1536, 1000)
         if context.backend == "official":
             _dinov2_norm(self.head, context)
-            path = context.weights / "dinov2_vitg14_linear_head.pth"
+            path = context.weights / CLS_HEAD
             self.head.linear.load_state_dict(pick(load_state(path), ["weight", "bias"], path))
         else:
             seeded(self.head, 1001)

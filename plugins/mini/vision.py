@@ -27,6 +27,8 @@ IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immu
 #: Other bundled pictures, none of them in IMAGES: the training features of learned codecs.
 TRAIN_IMAGES = ("stereo_motorcycle", "colorwheel", "logo", "brick", "grass", "gravel", "horse", "page", "text",
                 "checkerboard", "binary_blobs", "shepp_logan_phantom", "microaneurysms")
+#: The one generated (random) picture gets a fixed seed: the dataset stays deterministic
+_PICTURE_ARGS = {"binary_blobs": {"rng": 0}}
 #: Four views of each training picture: (crop corner, mirrored)
 TRAIN_VIEWS = (("centre", False), ("centre", True), ("top-left", False), ("bottom-right", True))
 # transformers 5 names the attention projections q/k/v/o_proj; the ONNX keeps the older names
@@ -141,7 +143,7 @@ def picture(name: str):
     from PIL import Image
     import skimage.data
 
-    array = getattr(skimage.data, name)()
+    array = getattr(skimage.data, name)(**_PICTURE_ARGS.get(name, {}))
     array = array[0] if isinstance(array, tuple) else array  # stereo pairs: the left picture
     if array.dtype == bool or array.dtype.kind == "f":
         array = (np.clip(array.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
