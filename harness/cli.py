@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import functools
 from pathlib import Path
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
-import click
 import typer
 
 from harness import __version__
 from harness.errors import HarnessError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Common test conditions and evaluation for large-model feature coding.")
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset name (default: demo).")]
@@ -547,25 +549,53 @@ def version() -> None:
     typer.echo(__version__)
 
 
+class Interrupted(Exception):
+    """Ctrl-C inside a command, re-raised past typer/click (which would swallow it) to `main`."""
+
+
+def _keeps_interrupts(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+    return wrapper
+
+
+for _info in app.registered_commands:
+    _info.callback = _keeps_interrupts(_info.callback)
+
+
+def _exit_code(code: object) -> int:
+    """A SystemExit code as an int (None is success; click never exits with a string)."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors are one line on stderr and exit code 1, never a traceback."""
+    """Entry point: user errors are one line on stderr and exit code 1, never a traceback.
+
+    Usage errors are left to the command-line framework in standalone mode (usage message, exit
+    2), so they stay clean whichever click the installed typer uses (typer >= 0.26 vendors its own:
+    catching `click` exceptions here would miss them). Only our own exceptions are caught here.
+    """
     try:
-        code = app(args=argv, standalone_mode=False)
+        typer.main.get_command(app).main(args=argv, prog_name="harness", standalone_mode=True)
+    except SystemExit as exc:
+        return _exit_code(exc.code)
     except HarnessError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
+    except Interrupted:
         typer.echo("interrupted: finished jobs are kept; run the same command again to resume", err=True)
         return 130
-    return code if isinstance(code, int) else 0
+    except OSError as exc:  # disk full, read-only or vanished output: say which file, keep the rest
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import linalg
 
 
 def top1_accuracy(predicted: Sequence[int], labels: Sequence[int]) -> float:
@@ -66,13 +65,24 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():  # singular product: nudge as the usual FID code does
-        eps = np.eye(len(cov_a)) * 1e-6
-        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-    covmean = np.real(covmean)
-    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                  - 2 * trace_sqrt_product(cov_a, cov_b))
     return max(value, 0.0)
+
+
+def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """tr(sqrtm(Sa Sb)) for symmetric positive semi-definite Sa, Sb.
+
+    Sa Sb has the eigenvalues of the symmetric PSD matrix R Sb R, R = Sa^(1/2), so two symmetric
+    eigendecompositions replace a general matrix square root: the same value as the usual
+    `scipy.linalg.sqrtm` FID code to ~1e-12 on full-rank covariances, stable on the rank-deficient
+    ones of small sample sets (where scipy >= 1.16's sqrtm takes minutes for 2048 dimensions).
+    """
+    w, v = np.linalg.eigh(cov_a)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    product = root @ cov_b @ root
+    eig = np.linalg.eigvalsh((product + product.T) / 2)
+    return float(np.sqrt(np.clip(eig, 0, None)).sum())
 
 
 def saliency_cc(pred: np.ndarray, target: np.ndarray) -> float:

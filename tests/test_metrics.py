@@ -44,3 +44,22 @@ def test_fid_identical_sets_is_zero_and_shift_is_squared_distance():
     assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
     assert frechet_distance(a, a + 2.0) == pytest.approx(8 * 4.0, rel=1e-6)  # same covariance, mean shift
     assert np.isnan(frechet_distance(a[:1], a))  # one sample has no covariance
+
+
+def test_trace_sqrt_product_equals_scipy_sqrtm_on_full_rank_covariances():
+    from scipy import linalg
+
+    from harness.metrics import trace_sqrt_product
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((300, 40)), rng.standard_normal((300, 40)) @ rng.standard_normal((40, 40))
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = np.trace(np.real(linalg.sqrtm(cov_a @ cov_b)))
+    assert trace_sqrt_product(cov_a, cov_b) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_distance_of_few_samples_in_many_dimensions_is_finite_and_fast():
+    # the tti head's case: a handful of images, 2048-dimensional Inception features (rank-deficient)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((6, 512))
+    value = frechet_distance(a, a + rng.standard_normal(a.shape) * 0.1)
+    assert np.isfinite(value) and 0 < value < frechet_distance(a, a + 1.0)
