@@ -44,6 +44,8 @@ BASE_PARAMS = "ChromaFormatIDC=400:IntraQPOffset=0:BIM=0"
 SUFFIX_SEI_NUT, PREFIX_SEI_NUT = 24, 23
 DECODED_PICTURE_HASH = 132
 DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_OPTIONS = {"preset": DEFAULT_PRESET, "params": "", "threads": "1", "timeout": str(DEFAULT_TIMEOUT_S),
+                   "check_recon": "1"}
 
 
 def ffmpeg_exe() -> str:
@@ -62,9 +64,27 @@ def availability() -> str | None:
     return None
 
 
+# Tool switches a user may add with -o params=...; the base settings above are fixed (they make the
+# stream a 4:0:0 intra stream at the labelled QP) and cannot be overridden.
+FIXED_KEYS = frozenset(k.split("=")[0].lower() for k in BASE_PARAMS.split(":")) | {"seidecodedpicturehash"}
+_PARAM = re.compile(r"[A-Za-z][A-Za-z0-9]*=[A-Za-z0-9.+-]+")
+
+
+def parse_params(text: str) -> tuple[str, ...]:
+    """`Key=Value:Key=Value` VVenC switches (as VVenC's own config names), checked for form."""
+    items = tuple(item for item in text.split(":") if item)
+    for item in items:
+        if not _PARAM.fullmatch(item):
+            raise CodecError(f"vvc: bad params entry {item!r}; expected Key=Value items separated by ':' "
+                             "(VVenC config names, e.g. params=MTS=1:LFNST=1)")
+        if item.split("=")[0].lower() in FIXED_KEYS:
+            raise CodecError(f"vvc: params may not change {item.split('=')[0]} (fixed: {BASE_PARAMS})")
+    return items
+
+
 def encoder_args(exe: str, width: int, height: int, qp: int, preset: str, threads: int, out: Path,
-                 picture_hash: bool) -> list[str]:
-    params = BASE_PARAMS + (":SEIDecodedPictureHash=1" if picture_hash else "")
+                 picture_hash: bool, extra: tuple[str, ...] = ()) -> list[str]:
+    params = ":".join((BASE_PARAMS, *extra)) + (":SEIDecodedPictureHash=1" if picture_hash else "")
     return [exe, "-hide_banner", "-nostdin", "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{width}x{height}", "-i", "pipe:0",
             "-c:v", "libvvenc", "-preset", preset, "-qp", str(qp), "-qpa", "0", "-g", "1",
@@ -135,8 +155,9 @@ def _picture_md5(nal: bytes) -> bytes | None:
 
 
 class VvcCodec:
-    def __init__(self, preset: str, threads: int, timeout: float, check_recon: bool) -> None:
-        self.exe, self.preset, self.threads = ffmpeg_exe(), preset, threads
+    def __init__(self, preset: str, threads: int, timeout: float, check_recon: bool,
+                 params: tuple[str, ...] = ()) -> None:
+        self.exe, self.preset, self.threads, self.params = ffmpeg_exe(), preset, threads, params
         self.timeout, self.check_recon = timeout, check_recon
         self._unchecked: tuple[bytes, bytes] | None = None  # (stream with the SEI, its MD5) of the last encode
 
@@ -148,7 +169,8 @@ class VvcCodec:
         with tempfile.TemporaryDirectory(prefix="vvc-") as tmp:
             out = Path(tmp) / "out.266"
             # the stream goes to a file: VVenC prints configuration notes on stdout
-            run_tool(encoder_args(self.exe, width, height, qp, self.preset, self.threads, out, self.check_recon),
+            run_tool(encoder_args(self.exe, width, height, qp, self.preset, self.threads, out, self.check_recon,
+                                  self.params),
                      stdin=yuv420_input(frame), timeout=self.timeout, name="ffmpeg/libvvenc")
             stream = out.read_bytes() if out.exists() else b""
         if not stream:
@@ -180,15 +202,16 @@ class VvcCodec:
 
 
 def make_codec(options: Mapping[str, str]) -> VvcCodec:
-    unknown = set(options) - {"preset", "threads", "timeout", "check_recon"}
+    unknown = set(options) - set(DEFAULT_OPTIONS)
     if unknown:
         raise CodecError(f"vvc: unknown option(s) {', '.join(sorted(unknown))}; "
-                         "available: preset, threads, timeout, check_recon")
+                         f"available: {', '.join(DEFAULT_OPTIONS)}")
     preset = options.get("preset", DEFAULT_PRESET)
     if preset not in PRESETS:
         raise CodecError(f"vvc: unknown preset '{preset}'; available: {', '.join(PRESETS)}")
     return VvcCodec(preset, int(options.get("threads", 1)), float(options.get("timeout", DEFAULT_TIMEOUT_S)),
-                    options.get("check_recon", "1") not in ("0", "false", "no"))
+                    options.get("check_recon", "1") not in ("0", "false", "no"),
+                    parse_params(options.get("params", DEFAULT_OPTIONS["params"])))
 
 
 def provenance(options: Mapping[str, str]) -> dict[str, str]:
@@ -202,7 +225,8 @@ def provenance(options: Mapping[str, str]) -> dict[str, str]:
     vvenc = re.search(r"libvvenc[^\n]*", banner)
     return {"ffmpeg": version, "imageio_ffmpeg": imageio_ffmpeg.__version__,
             "encoder": vvenc.group(0) if vvenc else "libvvenc", "base_params": BASE_PARAMS,
-            "preset": options.get("preset", DEFAULT_PRESET)}
+            "preset": options.get("preset", DEFAULT_PRESET),
+            "params": options.get("params", DEFAULT_OPTIONS["params"])}
 
 
 @hookimpl
@@ -210,7 +234,7 @@ def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
         name="vvc", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
         rate_parameter="qp", rate_points=None, external_tools=("ffmpeg (imageio-ffmpeg) with libvvenc",),
-        options={"preset": DEFAULT_PRESET, "threads": "1", "timeout": str(DEFAULT_TIMEOUT_S), "check_recon": "1"},
+        options=dict(DEFAULT_OPTIONS),
         availability=availability, provenance=provenance,
         description=f"VVC intra, 4:0:0, VVenC (preset {DEFAULT_PRESET}) + FFmpeg's native decoder, from imageio-ffmpeg",
     )]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from harness.errors import CodecError
 from harness.registry import Registry
 from harness.testing import check_codec
 from harness_plugins import vvc
@@ -86,3 +89,33 @@ def test_run_on_demo_tti_all_qps(tmp_path):
     assert list(by_qp.index) == [22, 27, 32, 37, 42] and by_qp.is_monotonic_decreasing
     from harness.verify import verify_run
     assert all(r.ok for r in verify_run(outcome.run_dir, workers=2))
+
+
+def test_encoder_command_line_for_a_preset_and_tool_set():
+    args = vvc.encoder_args("ffmpeg", 1536, 257, 32, "medium", 1, Path("out.266"), False, ("MTS=1", "LFNST=1"))
+    assert args[args.index("-preset") + 1] == "medium"
+    assert args[args.index("-qp") + 1] == "32" and args[args.index("-qpa") + 1] == "0"
+    assert args[args.index("-g") + 1] == "1" and args[args.index("-threads") + 1] == "1"
+    assert args[args.index("-vvenc-params") + 1] == "ChromaFormatIDC=400:IntraQPOffset=0:BIM=0:MTS=1:LFNST=1"
+    checked = vvc.encoder_args("ffmpeg", 8, 8, 22, "fast", 1, Path("o"), True)
+    assert checked[checked.index("-vvenc-params") + 1].endswith("BIM=0:SEIDecodedPictureHash=1")
+
+
+@pytest.mark.parametrize("params,message", [
+    ("MTS", "bad params entry 'MTS'"),
+    ("MTS=1;rm", "bad params entry"),
+    ("IntraQPOffset=-3", "may not change IntraQPOffset"),
+    ("chromaformatidc=420", "may not change chromaformatidc"),
+])
+def test_params_are_checked(params, message):
+    with pytest.raises(CodecError, match=message):
+        vvc.make_codec({"params": params})
+
+
+def test_params_reach_the_encoder():
+    f = frame(64, 64)
+    plain = vvc.make_codec({"check_recon": "0"}).encode(f, 32, "cls")
+    tuned = vvc.make_codec({"check_recon": "0", "params": "MTS=0:LFNST=0:ALF=0"})
+    stream = tuned.encode(f, 32, "cls")
+    assert stream != plain  # the switches changed what was coded
+    assert tuned.decode(stream).shape == f.shape
