@@ -28,7 +28,7 @@ from harness.npyio import atomic_save_npy, atomic_write_text, load_npy
 from harness.processing import Preprocessor
 from harness.provenance import load_run_meta
 from harness.registry import Registry, default_registry
-from harness.results import read_table
+from harness.results import read_stored, read_table
 from harness.tasks import HeadContext
 
 WEIGHTS_ENV = "FCM_HARNESS_WEIGHTS"
@@ -146,9 +146,13 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
                 label = f"{spec.rate_parameter}{point:g}"
                 preds = []
                 for record in group.itertuples():
-                    def decoded(record=record):
+                    # checked every time, also when a prediction is cached: a replaced bitstream is refused
+                    stored = read_stored(run_dir, record.bitstream_path, record.bytes, record.bitstream_sha256,
+                                         f"{run_dir}: {task}/{label}/{record.sample}")
+
+                    def decoded(record=record, stored=stored):
                         original = load_feature(features[record.sample], ctc.task(task))
-                        frame = codec.decode((run_dir / record.bitstream_path).read_bytes())
+                        frame = codec.decode(stored)
                         if spec.input_kind == "feature":
                             return head.predict(record.sample, frame)
                         pipe = Preprocessor.for_task(ctc, task, spec.family, spec.input_kind, original.shape,

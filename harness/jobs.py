@@ -43,6 +43,7 @@ class Job:
     quant_rule: str
     codec_options: tuple[tuple[str, str], ...] = ()
     plugin_modules: tuple[str, ...] = ()
+    feature_sha256: str = ""  # the content the job codes: a changed feature redoes exactly its jobs
 
     @property
     def rate_label(self) -> str:
@@ -160,7 +161,8 @@ def frame_psnr(original: np.ndarray, decoded: np.ndarray, kind: str) -> float:
 
 def run_job(job: Job) -> ResultRecord:
     """Execute one job and write its record; never raises for codec or data faults."""
-    record = ResultRecord(job.codec, "", job.task, job.rate_parameter, job.rate_point, job.sample)
+    record = ResultRecord(job.codec, "", job.task, job.rate_parameter, job.rate_point, job.sample,
+                          feature_sha256=job.feature_sha256)
     paths = job_paths(Path(job.run_dir), job.task, job.rate_label, job.sample)
     stage = "setup"
     try:

@@ -54,7 +54,7 @@ def check_resumable(existing: dict[str, Any], key: dict[str, Any], run_dir: Path
         if old.get(field) != key.get(field):
             raise RunError(f"{run_dir}: holds a run with {field} = {old.get(field)!r}, this run has "
                            f"{key.get(field)!r}; use another --out directory")
-    for field, what in (("dataset_fingerprints", "the '{}' features or sample list"),
+    for field, what in (("sample_lists", "the '{}' sample list"),
                         ("model_fingerprints", "the codec's model for {} (e.g. a retrained checkpoint)")):
         for part, fingerprint in key.get(field, {}).items():  # per task / per task@rate point
             previous = old.get(field, {}).get(part)
@@ -67,7 +67,7 @@ def write_run_json(run_dir: Path, existing: dict[str, Any] | None, key: dict[str
                    details: dict[str, Any], invocation: dict[str, Any]) -> dict[str, Any]:
     data = dict(existing or {})
     merged_key = dict(key)
-    for grown in ("dataset_fingerprints", "model_fingerprints"):  # per task / model: a run may grow
+    for grown in ("sample_lists", "model_fingerprints"):  # per task / model: a run may grow
         merged_key[grown] = {**(existing or {}).get("run_key", {}).get(grown, {}), **key.get(grown, {})}
     earlier_samples = data.get("dataset", {}).get("samples", {})
     data.update(details)

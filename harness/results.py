@@ -12,14 +12,18 @@ its bitstream), so an interrupted run loses nothing already finished.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 import hashlib
+import io
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import HarnessError, RunError
 from harness.npyio import atomic_write_json, atomic_write_text
+from harness.safe_io import check_name, inside, is_sha256, read_regular
 
 
 @dataclass
@@ -51,6 +55,7 @@ class ResultRecord:
     bitstream_sha256: str = ""
     recon_sha256: str = ""
     bitstream_path: str = ""
+    feature_sha256: str = ""  # of the feature file coded (resume redoes a job whose feature changed)
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -61,6 +66,7 @@ class ResultRecord:
 
 
 COLUMNS = ResultRecord.columns()
+KEY_FIELDS = ("codec", "task", "rate_parameter", "rate_point", "sample", "status")
 
 
 @dataclass(frozen=True)
@@ -79,36 +85,148 @@ def write_record(path: Path, record: ResultRecord) -> None:
     atomic_write_json(path, record.to_dict())
 
 
-def read_record(path: Path) -> ResultRecord | None:
-    """The record at `path`, or None when missing or unreadable (then the job is redone)."""
+MAX_RECORD_BYTES = 1 << 20  # a record is a few hundred bytes; anything this big is not one
+_FIELD_TYPES = {f.name: type(f.default) if f.default is not MISSING else str for f in fields(ResultRecord)}
+_FIELD_TYPES["rate_point"] = float
+
+
+def _typed(name: str, value: object, where: str) -> object:
+    """A field's value as its declared type, from JSON (native) or CSV (text)."""
+    kind = _FIELD_TYPES[name]
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return ResultRecord(**{k: data[k] for k in COLUMNS if k in data})
-    except (OSError, ValueError, TypeError):
+        if kind is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if kind is bool:
+            if isinstance(value, str) and value in ("True", "False", "true", "false"):
+                return value.lower() == "true"
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if isinstance(value, bool):
+            raise TypeError
+        if kind is int:
+            number = float(value) if isinstance(value, str) else value
+            if not isinstance(number, (int, float)) or number != int(number):
+                raise TypeError
+            return int(number)
+        if isinstance(value, str) and value == "":
+            return math.nan
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise RunError(f"{where}: field '{name}' is {str(value)[:40]!r}, not {kind.__name__}") from None
+
+
+def record_from_mapping(data: object, where: str) -> ResultRecord:
+    if not isinstance(data, dict):
+        raise RunError(f"{where}: not a result record (a JSON object is expected)")
+    missing = [k for k in KEY_FIELDS if k not in data]
+    if missing:
+        raise RunError(f"{where}: missing field(s) {', '.join(missing)}")
+    return ResultRecord(**{k: _typed(k, data[k], where) for k in COLUMNS if k in data})
+
+
+def parse_record(path: Path) -> ResultRecord:
+    """The record at `path`; RunError naming the file when it is unreadable or not a record."""
+    data = read_regular(path, limit=MAX_RECORD_BYTES)
+    if not data.strip():
+        raise RunError(f"{path}: empty record ({len(data)} bytes)")
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not a valid JSON record ({exc})") from None
+    return record_from_mapping(obj, str(path))
+
+
+def check_record(record: ResultRecord, where: str, location: tuple[str, str, str] | None = None) -> None:
+    """Everything a path or a verdict is built from must be sane: names are plain file names, hashes
+    are sha256 hex, the bitstream is where the harness puts it, and the record sits at its own key."""
+    for field in ("task", "rate_parameter", "sample"):
+        check_name(getattr(record, field), where, field)
+    if not math.isfinite(record.rate_point):
+        raise RunError(f"{where}: field 'rate_point' is {record.rate_point}")
+    if record.status not in ("ok", "failed"):
+        raise RunError(f"{where}: field 'status' is {record.status[:40]!r}; expected ok or failed")
+    label = f"{record.rate_parameter}{record.rate_point:g}"
+    if location is not None and location != (record.task, label, record.sample):
+        raise RunError(f"{where}: the record is for {record.task}/{label}/{record.sample}, "
+                       f"but sits at {'/'.join(location)}")
+    if record.status != "ok":
+        return
+    if record.feature_sha256 and not is_sha256(record.feature_sha256):
+        raise RunError(f"{where}: field 'feature_sha256' is not a sha256 hex digest")
+    for field in ("bitstream_sha256", "recon_sha256"):
+        if not is_sha256(getattr(record, field)):
+            raise RunError(f"{where}: field '{field}' is not a sha256 hex digest")
+    expected = job_paths(Path("."), record.task, label, record.sample).relative_bitstream
+    if record.bitstream_path != expected:
+        raise RunError(f"{where}: field 'bitstream_path' is {record.bitstream_path[:80]!r}; "
+                       f"the harness keeps this job's bitstream at {expected}")
+    if record.bytes < 0 or record.bits != 8 * record.bytes:
+        raise RunError(f"{where}: fields 'bits' ({record.bits}) and 'bytes' ({record.bytes}) disagree")
+
+
+def read_record(path: Path) -> ResultRecord | None:
+    """The record at `path` when it is readable, valid and in its place, else None: for resuming a
+    run, where such a job is simply redone. Readers that report results use `collect_records`."""
+    try:
+        record = parse_record(path)
+        check_record(record, str(path), _location(path))
+    except HarnessError:
         return None
+    return record
+
+
+def _location(path: Path) -> tuple[str, str, str]:
+    """(task, rate label, sample) of records/<task>/<rate>/<sample>.json."""
+    return path.parent.parent.name, path.parent.name, path.name.removesuffix(".json")
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_bitstream(run_dir: Path, record: ResultRecord) -> bytes:
+    """A job's stored bitstream (see `read_stored`)."""
+    where = f"{run_dir}: record {record.task}/{record.rate_parameter}{record.rate_point:g}/{record.sample}"
+    return read_stored(Path(run_dir), record.bitstream_path, record.bytes, record.bitstream_sha256, where)
+
+
+def read_stored(run_dir: Path, relative: str, size: int, sha256: str, where: str) -> bytes:
+    """Stored bytes only from the run's own bitstreams/ tree, only a regular file of the recorded
+    size, and only when its sha256 is the recorded one."""
+    path = inside(run_dir, relative, where, "bitstream_path")
+    if not path.resolve().is_relative_to((run_dir / "bitstreams").resolve()):
+        raise RunError(f"{where}: field 'bitstream_path' is outside the run's bitstreams/")
+    data = read_regular(path, size=size)
+    if sha256_bytes(data) != sha256:
+        raise RunError(f"{path}: bytes differ from the sha256 in its record")
+    return data
+
+
 def is_complete(run_dir: Path, record: ResultRecord | None) -> bool:
-    """A finished job: an ok record whose bitstream is on disk with the recorded hash."""
+    """A finished job: an ok record whose bitstream is on disk with the recorded size and hash."""
     if record is None or record.status != "ok" or not record.bitstream_path:
         return False
     try:
-        data = (run_dir / record.bitstream_path).read_bytes()
-    except OSError:
+        read_bitstream(run_dir, record)
+    except HarnessError:
         return False
-    return len(data) == record.bytes and sha256_bytes(data) == record.bitstream_sha256
+    return True
 
 
 def collect_records(run_dir: Path) -> list[ResultRecord]:
+    """Every record of the run. An unreadable, empty, misplaced or invalid record is an error naming
+    the file, never silently left out (a count that drops rows would be a wrong answer)."""
+    root = run_dir / "records"
     records = []
-    for path in sorted((run_dir / "records").rglob("*.json")):
-        record = read_record(path)
-        if record is not None:
-            records.append(record)
+    for path in sorted(root.rglob("*.json")):
+        if len(path.relative_to(root).parts) != 3:
+            raise RunError(f"{path}: not where a record belongs (records/<task>/<rate>/<sample>.json)")
+        record = parse_record(path)
+        check_record(record, str(path), _location(path))
+        records.append(record)
     return records
 
 
@@ -126,13 +244,37 @@ def write_table(run_dir: Path) -> pd.DataFrame:
 
 def read_table(run_dir: Path) -> pd.DataFrame:
     """The run's rows: results.csv, unless a job record is newer (a run killed before it could
-    rewrite the table), then the records themselves, which are the truth."""
+    rewrite the table), then the records themselves, which are the truth. Either way every row is
+    checked as a record is, and a job listed twice is an error naming the file."""
     path = run_dir / "results.csv"
     if path.exists():
         written = path.stat().st_mtime
         if not any(p.stat().st_mtime > written for p in (run_dir / "records").rglob("*.json")):
-            return pd.read_csv(path)
+            return records_frame(_table_records(path))
     return records_frame(collect_records(run_dir))
+
+
+def _table_records(path: Path) -> list[ResultRecord]:
+    try:
+        text = read_regular(path).decode("utf-8")
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise RunError(f"{path}: not a readable result table ({str(exc).splitlines()[0][:120]})") from None
+    missing = [c for c in KEY_FIELDS if c not in frame.columns]
+    if missing:
+        raise RunError(f"{path}: missing column(s) {', '.join(missing)}")
+    records, seen = [], {}
+    for number, row in enumerate(frame.to_dict("records"), 2):  # line 1 is the header
+        where = f"{path}:{number}"
+        record = record_from_mapping(row, where)
+        check_record(record, where)
+        key = (record.task, record.rate_parameter, record.rate_point, record.sample)
+        if key in seen:
+            raise RunError(f"{path}: job {record.task}/{record.rate_parameter}{record.rate_point:g}/{record.sample} "
+                           f"is listed twice (lines {seen[key]} and {number})")
+        seen[key] = number
+        records.append(record)
+    return records
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,12 +22,13 @@ from harness.ctc import CTC
 from harness.dataset import Dataset, check_header, check_sample_id, read_id_file
 from harness.errors import DatasetError, HarnessError, RunError
 from harness.executors import Executor, local_executor
+from harness.feature_hashes import FeatureHashes, content_fingerprint
 from harness.jobs import Job, registry_for, run_job
 from harness.npyio import atomic_write_json
 from harness.provenance import check_resumable, now, read_run_json, write_run_json
 from harness.registry import Registered
 from harness.results import ResultRecord, is_complete, job_paths, read_record, write_table
-from harness.sources import resolve_ctc, resolve_dataset
+from harness.sources import cache_dir, resolve_ctc, resolve_dataset
 from harness.validate import sha256_file
 
 
@@ -103,6 +104,7 @@ def plan(request: RunRequest, registered: Registered, ctc: CTC, dataset: Dataset
     only = read_id_file(request.samples_file) if request.samples_file else None
     jobs: list[Job] = []
     missing: list[str] = []
+    hashes = FeatureHashes(cache_dir() / "feature-sha256.json")
     for task in tasks:
         samples = dataset.samples(task, only=only, limit=request.limit)
         table_task = request.rate_points_of or task
@@ -113,10 +115,12 @@ def plan(request: RunRequest, registered: Registered, ctc: CTC, dataset: Dataset
                 missing.append(str(sample.path))
                 continue
             check_header(sample.path, ctc.task(task))  # shape/dtype/pickle/truncation before any coding
+            digest = hashes.digest(sample.path)
             for point in points:
                 jobs.append(Job(spec.name, task, spec.rate_parameter, float(point), sample.id, str(sample.path),
                                 str(run_dir), str(ctc.root), request.quant_rule or ctc.default_quant_rule,
-                                tuple(sorted(request.codec_options.items())), request.plugin_modules))
+                                tuple(sorted(request.codec_options.items())), request.plugin_modules, digest))
+    hashes.save()
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DatasetError(f"{missing[0]}: listed sample missing{more}")
@@ -125,6 +129,12 @@ def plan(request: RunRequest, registered: Registered, ctc: CTC, dataset: Dataset
     if not jobs:
         raise DatasetError("nothing to run: no samples selected")
     return jobs
+
+
+def _done(run_dir: Path, job: Job) -> bool:
+    """Finished and intact, and coded from the feature as it is now."""
+    record = read_record(job_paths(run_dir, *job.key).record)
+    return is_complete(run_dir, record) and record is not None and record.feature_sha256 == job.feature_sha256
 
 
 def prepare_run_dir(run_dir: Path) -> None:
@@ -178,13 +188,13 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
         "codec_options": dict(sorted(request.codec_options.items())),
         "ctc_sha256": ctc.sha256, "quant_rule": request.quant_rule or ctc.default_quant_rule,
         "dataset": source.label,
-        "dataset_fingerprints": {t: source.dataset.fingerprint([t]) for t in tasks},
+        "sample_lists": {t: source.dataset.fingerprint([t]) for t in tasks},
         "model_fingerprints": model_fingerprints(spec, request.codec_options, jobs),
     }
     existing = read_run_json(run_dir)
     if existing:
         check_resumable(existing, key, run_dir)
-    pending = [j for j in jobs if not is_complete(run_dir, read_record(job_paths(run_dir, *j.key).record))]
+    pending = [j for j in jobs if not _done(run_dir, j)]
     invocation = {"started": now(), "command": list(request.command), "planned": len(jobs),
                   "skipped": len(jobs) - len(pending)}
     details = {
@@ -195,7 +205,9 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
         "ctc": {"name": ctc.name, "version": ctc.version, "sha256": ctc.sha256, "title": ctc.title,
                 "root": str(ctc.root)},
         "dataset": {"name": source.label, "synthetic": source.synthetic, "root": str(source.dataset.root),
-                    "samples": {t: len({j.sample for j in jobs if j.task == t}) for t in tasks}},
+                    "samples": {t: len({j.sample for j in jobs if j.task == t}) for t in tasks},
+                    "content_sha256": {t: content_fingerprint({j.sample: j.feature_sha256 for j in jobs if j.task == t})
+                                       for t in tasks}},
     }
     write_run_json(run_dir, existing, key, details, invocation)
 

@@ -14,10 +14,10 @@ import multiprocessing
 from pathlib import Path
 
 from harness.ctc import ctc_of_run
-from harness.errors import RunError
+from harness.errors import HarnessError, RunError
 from harness.jobs import input_dtype
 from harness.provenance import load_run_meta
-from harness.results import ResultRecord, collect_records, sha256_bytes
+from harness.results import ResultRecord, collect_records, read_stored
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class VerifyJob:
     codec_options: tuple[tuple[str, str], ...]
     plugin_modules: tuple[str, ...]
     bitstream_path: str
+    bytes: int
     bitstream_sha256: str
     recon_sha256: str
     label: str
@@ -44,9 +45,10 @@ class VerifyResult:
 def decode_and_hash(job: VerifyJob) -> VerifyResult:
     from harness.jobs import canonical_hash, canonical_output, codec_for_verify
     try:
-        data = (Path(job.run_dir) / job.bitstream_path).read_bytes()
-        if sha256_bytes(data) != job.bitstream_sha256:
-            return VerifyResult(job.label, False, "bitstream bytes differ from the recorded sha256")
+        data = read_stored(Path(job.run_dir), job.bitstream_path, job.bytes, job.bitstream_sha256, job.label)
+    except HarnessError as exc:
+        return VerifyResult(job.label, False, str(exc))
+    try:
         codec = codec_for_verify(job.codec, job.codec_options, job.plugin_modules)
         digest = canonical_hash(canonical_output(codec.decode(data), job.kind, job.dtype))
         if digest != job.recon_sha256:
@@ -64,7 +66,7 @@ def verify_jobs(run_dir: Path, plugin_modules: tuple[str, ...] = ()) -> list[Ver
         raise RunError(f"{run_dir}: no finished jobs to verify")
     kind = meta.get("codec", {}).get("input_kind", "frame10")
     ctc = ctc_of_run(meta, run_dir)
-    return [VerifyJob(str(run_dir), r.codec, options, plugin_modules, r.bitstream_path, r.bitstream_sha256,
+    return [VerifyJob(str(run_dir), r.codec, options, plugin_modules, r.bitstream_path, r.bytes, r.bitstream_sha256,
                       r.recon_sha256, f"{r.task}/{r.rate_parameter}{r.rate_point:g}/{r.sample}", kind,
                       input_dtype(kind, ctc.task(r.task).dtype)) for r in records]
 

@@ -35,7 +35,7 @@ def test_run_counts_bits_from_the_stored_bytes(data_root, tmp_path):
     assert (lossless.frame_psnr_db == np.inf).all()
     meta = json.loads((outcome.run_dir / "run.json").read_text())
     assert meta["ctc"]["sha256"] and meta["codec"]["source"].startswith("fcm-harness")
-    assert meta["run_key"]["dataset_fingerprints"].keys() == {"cls", "csr"}
+    assert meta["run_key"]["sample_lists"].keys() == {"cls", "csr"}
     assert (outcome.run_dir / "results.csv").exists()
 
 

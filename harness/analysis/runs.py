@@ -13,7 +13,7 @@ from harness.jobs import codec_for_verify
 from harness.processing import Preprocessor
 from harness.provenance import load_run_meta
 from harness.registry import default_registry
-from harness.results import job_paths
+from harness.results import check_record, job_paths, parse_record, read_bitstream
 
 
 def run_reconstructor(run_dir: Path, rate_point: float, ctc: CTC, dataset_label: str):
@@ -32,10 +32,14 @@ def run_reconstructor(run_dir: Path, rate_point: float, ctc: CTC, dataset_label:
     label = format_rate_point(spec.rate_parameter, rate_point)
 
     def reconstruct(task: str, sample_id: str, feature: np.ndarray) -> np.ndarray | None:
-        path = job_paths(Path(run_dir), task, label, sample_id).bitstream
+        path = job_paths(Path(run_dir), task, label, sample_id).record
         if not path.exists():
             return None
-        decoded = codec.decode(path.read_bytes())
+        record = parse_record(path)  # untrusted: checked as verify and evaluate check it
+        check_record(record, str(path), (task, label, sample_id))
+        if record.status != "ok":
+            return None
+        decoded = codec.decode(read_bitstream(Path(run_dir), record))
         if spec.input_kind == "feature":
             return decoded
         pre = Preprocessor.for_task(ctc, task, spec.family, spec.input_kind, feature.shape, feature.dtype,
