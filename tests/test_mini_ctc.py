@@ -84,3 +84,21 @@ def test_each_shipped_ctc_names_anchors_that_ship_and_cover_its_tasks():
     ctc = load_ctc("mini")
     assert f"under CTC fcm-mini {ctc.version} (sha256 {ctc.sha256[:12]})" in mini.source
     assert len(mini.task("lm")) == len(mini.task("sal")) == 5
+
+
+def test_the_shipped_vtm_sheet_of_the_mini_ctc_compares_with_mini_vvc(capsys):
+    """mini-vtm: a full run of the real VTM-23.3 over the mini dataset, shipped as data."""
+    import json as _json
+
+    from harness.cli import main
+    from harness.curves import load_anchor
+
+    vtm = load_anchor("mini-vtm")
+    ctc = load_ctc("mini")
+    assert "VTM Encoder Version 23.3" in vtm.source and "cf3cd016e2618490f58ab04e2eb167d38410b659" in vtm.source
+    assert f"under CTC fcm-mini {ctc.version} (sha256 {ctc.sha256[:12]})" in vtm.source
+    assert len(vtm.task("sal")) == len(vtm.task("lm")) == 5
+    assert main(["compare", "mini-vtm", "mini-vvc", "--format", "json"]) == 0
+    table = _json.loads(capsys.readouterr().out)
+    for task in ("sal", "lm"):  # a number, not n/a: both sheets span the same QPs
+        assert isinstance(table["tasks"][task]["bd_rate_percent"], float)
