@@ -11,7 +11,7 @@ sources, BD method and monotonicity policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class ReportFiles:
     bd_csv: Path
     points_csv: Path
     figures: list[Path]
+    anchors: list[str]  # "name: file (folder)" of every anchor, for the user to see where numbers came from
 
 
 def accuracy_drop(values: pd.Series, original: float, task: str) -> pd.Series:
@@ -107,7 +108,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
                         continue
                     shown = curve.points.copy()
                     shown["drop"] = accuracy_drop(shown.metric, base, task)
-                    drop_curves.append(Curve(curve.name, shown, curve.source))
+                    drop_curves.append(replace(curve, points=shown))
                 section["figures"].append(curve_plot(task, drop_curves, "drop", "accuracy drop %",
                                                      pictures / f"{task}-rad")[0])
             for column in secondary:  # e.g. KL beside CC: the run's own curve only
@@ -157,7 +158,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     workbook = write_workbook(out / "report.xlsx", sections, bd)
     context = {
         "codec": meta["codec"], "ctc": meta["ctc"], "dataset": meta["dataset"], "run_dir": str(run_dir),
-        "anchors": [{"name": a.name, "source": a.source} for a in anchor_curves], "method": method,
+        "anchors": [{"name": a.name, "source": a.source, "origin": a.origin} for a in anchor_curves],
+        "method": method,
         "policy": policy, "sections": sections, "has_metric": has_metric,
         "fig": lambda p: Path(p).relative_to(out).as_posix(),
     }
@@ -167,7 +169,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     atomic_write_text(html, env.get_template("report.html.j2").render(**context))
     for section in sections:
         figures += [Path(f) for f in section["figures"]]
-    return ReportFiles(html, workbook, bd_csv, points_csv, figures)
+    return ReportFiles(html, workbook, bd_csv, points_csv, figures,
+                       [f"{a.name}: {a.origin}" for a in anchor_curves])
 
 
 def _secondary(run: Curve, task: str) -> list[str]:
@@ -177,7 +180,7 @@ def _secondary(run: Curve, task: str) -> list[str]:
 
 
 def _only(curve: Curve, task: str) -> Curve:
-    return Curve(curve.name, curve.points[curve.points.task == task], curve.source)
+    return replace(curve, points=curve.points[curve.points.task == task])
 
 
 def write_workbook(path: Path, sections: list[dict], bd: pd.DataFrame) -> Path:
