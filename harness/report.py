@@ -188,19 +188,29 @@ def write_workbook(path: Path, sections: list[dict], bd: pd.DataFrame) -> Path:
     import xlsxwriter
 
     tmp = path.with_suffix(".xlsx.tmp")
-    book = xlsxwriter.Workbook(str(tmp), {"nan_inf_to_errors": True})
+    # Labels come from run directories and anchor sheets others made: every string is written as a
+    # string, never as a formula ("=...", "{=...}"), a number or a hyperlink (numbers stay numbers).
+    book = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_numbers": False,
+                                          "strings_to_urls": False})
     bold = book.add_format({"bold": True})
     summary = book.add_worksheet("summary")
     headers = ["task", "anchor", "on", "bd_rate_percent", "bd_metric", "overlap", "reason"]
     summary.write_row(0, 0, headers, bold)
     for r, row in enumerate(bd.to_dict("records") if not bd.empty else [], 1):
-        summary.write_row(r, 0, [row[h] for h in headers])
+        summary.write_row(r, 0, [_cell(row[h]) for h in headers])
     for section in sections:
         sheet = book.add_worksheet(section["task"])
         columns = list(section["points"][0].keys()) if section["points"] else []
         sheet.write_row(0, 0, columns, bold)
         for r, row in enumerate(section["points"], 1):
-            sheet.write_row(r, 0, [row[c] for c in columns])
+            sheet.write_row(r, 0, [_cell(row[c]) for c in columns])
     book.close()
     tmp.replace(path)
     return path
+
+
+def _cell(value):
+    """NaN as an empty cell and infinities as text: no error formulas (#NUM!) in the workbook."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else str(value)
+    return value

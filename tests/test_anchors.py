@@ -97,3 +97,11 @@ def test_report_says_which_file_each_anchor_came_from(tmp_path, data_root, elsew
     _stray_paper_vtm(elsewhere / "anchors")
     assert main(["report", str(run), "--anchor", "paper-vtm"]) == 1
     assert "paper-stray.csv" in capsys.readouterr().err
+
+
+def test_a_malformed_anchor_sheet_is_one_line_naming_the_file(elsewhere):
+    (elsewhere / "anchors").mkdir()
+    pd.DataFrame({"anchor": ["bad"], "task": ["cls"], "bpfp": ["lots"]}).to_csv(elsewhere / "anchors" / "bad.csv",
+                                                                                index=False)
+    with pytest.raises(Exception, match=r"anchors/bad.csv: anchor sheet lacks column\(s\) rate_index"):
+        load_anchor("bad")
