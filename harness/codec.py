@@ -44,6 +44,10 @@ class Codec(Protocol):
     Optionally `after_encode()`: checks a codec makes of its own last encoding
     (e.g. that its decoder agrees with its encoder). The harness calls it right
     after `encode`, outside the encode timer, and a CodecError from it fails the job.
+
+    Optionally `encode_log() -> str`: the codec's own summary of its last
+    encoding (e.g. an external encoder's bits and PSNR lines); the harness keeps
+    it in the run directory as logs/<task>/<rate point>/<sample>.txt.
     """
 
     def encode(self, data: np.ndarray, rate_point: float, task: str) -> bytes: ...
@@ -56,6 +60,12 @@ def finish_encode(codec: Codec) -> None:
     check = getattr(codec, "after_encode", None)
     if check is not None:
         check()
+
+
+def encode_log(codec: Codec) -> str:
+    """The codec's summary of its last encoding, '' when it keeps none."""
+    summary = getattr(codec, "encode_log", None)
+    return (summary() or "") if summary is not None else ""
 
 
 CodecFactory = Callable[[Mapping[str, str]], Codec]

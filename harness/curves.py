@@ -251,7 +251,8 @@ def run_description(meta: dict) -> str:
     """Where a run's numbers come from, in words that stay true on another machine (no local paths)."""
     codec, dataset, ctc = meta["codec"], meta["dataset"], meta["ctc"]
     tools = ", ".join(f"{k} {v.split(' Copyright')[0].rstrip(':')}"  # version banners: the first words
-                      for k, v in sorted(codec.get("tools", {}).items()) if isinstance(v, str))
+                      for k, v in sorted(codec.get("tools", {}).items())
+                      if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's
     options = ", ".join(f"{k}={v}" for k, v in sorted(codec.get("options", {}).items()))
     return (f"harness run --codec {codec['name']} (version {codec['version']}"
             + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")
