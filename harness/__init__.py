@@ -6,7 +6,7 @@ everything else is internal and may change.
 
 __version__ = "0.1.0"
 
-from harness.codec import Codec, CodecSpec, format_rate_point  # noqa: E402
+from harness.codec import MAX_FRAME_SAMPLES, Codec, CodecSpec, format_rate_point  # noqa: E402
 from harness.ctc import load_ctc  # noqa: E402
 from harness.dataset import parse_sample_list  # noqa: E402
 from harness.datasets import DatasetSpec  # noqa: E402
@@ -30,6 +30,7 @@ __all__ = [
     "DatasetSpec",
     "HarnessError",
     "HeadContext",
+    "MAX_FRAME_SAMPLES",
     "TaskHeadSpec",
     "__version__",
     "format_rate_point",

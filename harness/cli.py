@@ -318,25 +318,22 @@ def compare(
     """BD-rate and BD-metric of TEST against ANCHOR, per task and averaged."""
     import json
 
-    from harness.curves import compare as compare_curves, mean_bd_rate, resolve_curve
+    from harness.curves import compare as compare_curves, comparison_record, mean_bd_rate, resolve_curve
 
     runs = [Path(s) for s in (test, anchor) if (Path(s) / "run.json").is_file()]
     spec = _ctc_of(runs[0] if runs else None, ctc)
     if method not in ("pchip", "akima", "cubic") or policy not in ("nan", "drop"):
         raise HarnessError(f"--method must be pchip, akima or cubic and --policy nan or drop; got {method}, {policy}")
-    a, b = resolve_curve(anchor, spec, on), resolve_curve(test, spec, on)
-    rows = compare_curves(a, b, on=on, method=method, policy=policy)
-    mean, mean_note = mean_bd_rate(rows)
-    if format == "json":
-        tasks = {r.task: {"bd_rate_percent": r.rate.value if r.rate.ok else None, "reason": r.rate.reason or None,
-                          "bd_metric": r.metric.value if r.metric.ok else None, "overlap": r.rate.overlap,
-                          "notes": list(r.rate.notes)} for r in rows}
-        typer.echo(json.dumps({"anchor": a.name, "test": b.name, "on": on, "method": method, "policy": policy,
-                               "anchor_source": a.source, "test_source": b.source, "tasks": tasks,
-                               "mean_bd_rate_percent": mean, "mean_note": mean_note}, indent=2))
-        return
-    if format != "table":
+    if format not in ("table", "json"):
         raise HarnessError(f"--format must be table or json, got {format!r}")
+    a, b = resolve_curve(anchor, spec, on), resolve_curve(test, spec, on)
+    for role, curve in (("anchor", a), ("test", b)):  # which file each curve came from
+        typer.echo(f"{role} '{curve.name}': {curve.origin}", err=True)
+    rows = compare_curves(a, b, on=on, method=method, policy=policy)
+    if format == "json":  # strict JSON: null, never NaN
+        typer.echo(json.dumps(comparison_record(a, b, rows, on, method, policy), indent=2, allow_nan=False))
+        return
+    mean, mean_note = mean_bd_rate(rows)
     typer.echo(f"BD of {b.name} against {a.name} on {on} ({method}, non-monotonic policy '{policy}')")
     typer.echo(f"{'task':5} {'BD-rate':>10} {'BD-metric':>10} {'overlap':>8}  note")
     for r in rows:
@@ -523,6 +520,8 @@ def report(
     from harness.report import build_report
 
     files = build_report(run_dir, _ctc_of(run_dir, ctc), tuple(anchor) if anchor else None, out, method, policy)
+    for line in files.anchors:  # which file each anchor came from
+        typer.echo(f"anchor {line}", err=True)
     typer.echo(f"report: {files.html}\nworkbook: {files.workbook}\nBD table: {files.bd_csv}\n"
                f"pictures: {len(files.figures)} in {files.html.parent / 'figures'}")
 

@@ -21,6 +21,10 @@ INPUT_KINDS: tuple[str, ...] = ("frame10", "frame01", "feature")
 #: Input kinds the harness prepares for each codec family (ctc/ families).
 FAMILY_INPUT: dict[str, str] = {"vtm": "frame10", "hyperprior": "frame01"}
 
+#: The most samples a decoder should accept from a bitstream header: 2^26, over three times
+#: the largest CTC frame (dpt, 3222 x 6144). A header declaring more is corrupt or hostile.
+MAX_FRAME_SAMPLES = 1 << 26
+
 
 @runtime_checkable
 class Codec(Protocol):
@@ -33,11 +37,17 @@ class Codec(Protocol):
         normalization of the family, no integer step);
       - feature: the raw stored feature (N, C, H, W) as float32/float16.
     `decode` gets only the bytes and must return an array of the same shape and
-    kind as `encode`'s input.
+    kind as `encode`'s input. Bitstreams may come from others: `decode` never
+    allocates more than the header declares and refuses declared sizes beyond
+    MAX_FRAME_SAMPLES (`harness.testing.check_codec` tries hostile streams).
 
     Optionally `after_encode()`: checks a codec makes of its own last encoding
     (e.g. that its decoder agrees with its encoder). The harness calls it right
     after `encode`, outside the encode timer, and a CodecError from it fails the job.
+
+    Optionally `encode_log() -> str`: the codec's own summary of its last
+    encoding (e.g. an external encoder's bits and PSNR lines); the harness keeps
+    it in the run directory as logs/<task>/<rate point>/<sample>.txt.
     """
 
     def encode(self, data: np.ndarray, rate_point: float, task: str) -> bytes: ...
@@ -50,6 +60,12 @@ def finish_encode(codec: Codec) -> None:
     check = getattr(codec, "after_encode", None)
     if check is not None:
         check()
+
+
+def encode_log(codec: Codec) -> str:
+    """The codec's summary of its last encoding, '' when it keeps none."""
+    summary = getattr(codec, "encode_log", None)
+    return (summary() or "") if summary is not None else ""
 
 
 CodecFactory = Callable[[Mapping[str, str]], Codec]

@@ -113,11 +113,15 @@ class CTC:
         return spec.truncation[family]
 
     def rate_points(self, task: str, family: str) -> tuple[float, ...]:
-        """The CTC's rate points of a family for a task (QPs or λs)."""
+        """The CTC's rate points of a family for a task (QPs or λs), the highest rate first.
+
+        A larger λ weighs distortion more, so λs run from the largest down (the CTC
+        lists them ascending); QPs are listed lowest (highest rate) first.
+        """
         if family == "vtm":
             return self.task(task).qps or self.qps
         if family == "hyperprior":
-            return self.task(task).lambdas
+            return tuple(sorted(self.task(task).lambdas, reverse=True))
         raise CTCError(f"the CTC defines no rate points for family '{family}'")
 
 

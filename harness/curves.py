@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import resources
+import math
 import os
 from pathlib import Path
 
@@ -27,12 +28,18 @@ ANCHORS_ENV = "FCM_HARNESS_ANCHORS"
 
 @dataclass
 class Curve:
-    """One codec's points: a tidy frame with task, rate_index, bpfp, metric, mse (+ times when known)."""
+    """One codec's points: a tidy frame with task, rate_index, bpfp, metric, mse (+ times when known).
+
+    `origin` says where the points were read: an anchor sheet's path and the folder that
+    provided it (shipped, ./anchors, $FCM_HARNESS_ANCHORS), or the run directory.
+    """
 
     name: str
     points: pd.DataFrame
     source: str
     notes: list[str] = field(default_factory=list)
+    file: Path | None = None
+    origin: str = ""
 
     def task(self, task: str) -> pd.DataFrame:
         return self.points[self.points.task == task].sort_values("bpfp", ascending=False)
@@ -42,41 +49,111 @@ class Curve:
         return sorted(self.points.task.unique())
 
 
-def anchor_dirs() -> list[Path]:
-    """Where anchor sheets are looked up: the shipped ones, ./anchors, then $FCM_HARNESS_ANCHORS."""
-    dirs = [Path(str(resources.files("harness_anchors")))]
-    local = Path("anchors")
-    if local.is_dir() and local.resolve() != dirs[0].resolve():
-        dirs.append(local)
-    dirs += [Path(p) for p in os.environ.get(ANCHORS_ENV, "").split(os.pathsep) if p]
+@dataclass(frozen=True)
+class AnchorSheet:
+    """Where an anchor name is defined: the sheet, its `anchor` column value, the folder kind."""
+
+    path: Path
+    anchor: str
+    folder: str  # "shipped", "./anchors" or "$FCM_HARNESS_ANCHORS"
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.folder})"
+
+
+@dataclass
+class AnchorIndex:
+    """Every anchor name found, the names defined by more than one sheet, and unreadable sheets."""
+
+    found: dict[str, AnchorSheet] = field(default_factory=dict)
+    conflicts: dict[str, list[AnchorSheet]] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+    def add(self, name: str, sheet: AnchorSheet) -> None:
+        if name in self.conflicts:
+            self.conflicts[name].append(sheet)
+        elif name in self.found:
+            self.conflicts[name] = [self.found.pop(name), sheet]
+        else:
+            self.found[name] = sheet
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.found or name in self.conflicts
+
+    def lookup(self, name: str) -> AnchorSheet:
+        """The one sheet defining `name`; a name defined twice is an error naming both files."""
+        if name in self.conflicts:
+            where = " and by ".join(s.describe() for s in self.conflicts[name])
+            raise HarnessError(f"anchor '{name}' is defined by {where}; an anchor name must be defined once "
+                               "(rename or remove one of them; shipped anchors cannot be replaced)")
+        if name not in self.found:
+            hint = f" (unreadable sheets: {'; '.join(self.unreadable)})" if self.unreadable else ""
+            raise HarnessError(unknown_name("anchor", name, self.names()) + hint)
+        return self.found[name]
+
+    def names(self) -> list[str]:
+        return sorted([*self.found, *self.conflicts])
+
+
+def anchor_dirs() -> list[tuple[Path, str]]:
+    """Where anchor sheets are looked up (each folder once): shipped, ./anchors, $FCM_HARNESS_ANCHORS."""
+    candidates = [(Path(str(resources.files("harness_anchors"))), "shipped"), (Path("anchors"), "./anchors")]
+    candidates += [(Path(p), f"${ANCHORS_ENV}") for p in os.environ.get(ANCHORS_ENV, "").split(os.pathsep) if p]
+    dirs, seen = [], set()
+    for directory, folder in candidates:
+        if directory.is_dir() and directory.resolve() not in seen:  # the source tree's ./anchors is the shipped one
+            seen.add(directory.resolve())
+            dirs.append((directory.absolute(), folder))
     return dirs
 
 
-def available_anchors() -> dict[str, tuple[Path, str]]:
-    """Anchor name -> (sheet, value of its `anchor` column). Paper sheets give paper-<anchor>."""
-    found: dict[str, tuple[Path, str]] = {}
-    for directory in anchor_dirs():
+def anchor_index() -> AnchorIndex:
+    """All anchor names with their sheets. Paper sheets (paper-*.csv) give paper-<anchor>."""
+    index = AnchorIndex()
+    for directory, folder in anchor_dirs():
         for sheet in sorted(directory.glob("*.csv")):
             try:
-                head = pd.read_csv(sheet, usecols=["anchor"])
-            except (ValueError, OSError):
-                continue  # not an anchor sheet (e.g. the complexity table)
+                if "anchor" not in pd.read_csv(sheet, nrows=0).columns:
+                    continue  # not an anchor sheet (e.g. the complexity table)
+                values = pd.read_csv(sheet, usecols=["anchor"], dtype=str).anchor.dropna().unique()
+            except (ValueError, OSError) as exc:
+                index.unreadable.append(f"{sheet}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                continue
             prefix = "paper-" if sheet.name.startswith("paper-") else ""
-            for anchor in head.anchor.unique():
-                found[f"{prefix}{anchor}"] = (sheet, anchor)
-    return found
+            for anchor in values:
+                index.add(f"{prefix}{anchor}", AnchorSheet(sheet, anchor, folder))
+    return index
 
 
-def load_anchor(name: str) -> Curve:
-    anchors = available_anchors()
-    if name not in anchors:
-        raise HarnessError(unknown_name("anchor", name, anchors))
-    sheet, anchor = anchors[name]
-    frame = pd.read_csv(sheet)
-    frame = frame[frame.anchor == anchor].copy()
+def available_anchors() -> dict[str, AnchorSheet]:
+    """Anchor name -> the one sheet defining it (names defined twice are left out: see anchor_index)."""
+    return anchor_index().found
+
+
+def load_anchor(name: str, index: AnchorIndex | None = None) -> Curve:
+    sheet = (index or anchor_index()).lookup(name)
+    frame = _read_anchor_sheet(sheet.path)
+    frame = frame[frame.anchor.astype(str) == sheet.anchor].copy()
     frame["higher_is_better"] = frame.higher_is_better.astype(str).str.lower() == "true"
     sources = "; ".join(sorted(frame.source.astype(str).unique()))
-    return Curve(name, frame, f"{sheet.name}: {sources}")
+    return Curve(name, frame, f"{sheet.path.name}: {sources}", file=sheet.path, origin=sheet.describe())
+
+
+def _read_anchor_sheet(path: Path) -> pd.DataFrame:
+    """An anchor sheet with its columns checked; a bad sheet is one line naming the file."""
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError) as exc:
+        raise HarnessError(f"{path}: not a readable anchor sheet ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ANCHOR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise HarnessError(f"{path}: anchor sheet lacks column(s) {', '.join(missing)}")
+    for column in ("bpfp", "metric", "mse"):
+        try:
+            frame[column] = pd.to_numeric(frame[column])
+        except (ValueError, TypeError):
+            raise HarnessError(f"{path}: column '{column}' must hold numbers") from None
+    return frame
 
 
 def load_run_curve(run_dir: Path, ctc: CTC, on: str = "metric") -> Curve:
@@ -101,16 +178,17 @@ def load_run_curve(run_dir: Path, ctc: CTC, on: str = "metric") -> Curve:
     table["higher_is_better"] = [ctc.task(t).higher_is_better for t in table.task]
     table["rate_index"] = table.groupby("task").bpfp.rank(ascending=False, method="first").astype(int) - 1
     name = f"{table.codec.iloc[0]}@{run_dir}"
-    return Curve(name, table, str(run_dir))
+    return Curve(name, table, str(run_dir), file=run_dir, origin=f"{run_dir} (run directory)")
 
 
 def resolve_curve(spec: str, ctc: CTC, on: str = "metric") -> Curve:
     """An anchor name or a run directory."""
-    if spec in available_anchors():
-        return load_anchor(spec)
+    index = anchor_index()
+    if spec in index:
+        return load_anchor(spec, index)
     if Path(spec).is_dir():
         return load_run_curve(Path(spec), ctc, on)
-    raise HarnessError(unknown_name("anchor or run directory", spec, available_anchors()))
+    raise HarnessError(unknown_name("anchor or run directory", spec, index.names()))
 
 
 @dataclass(frozen=True)
@@ -150,11 +228,31 @@ def mean_bd_rate(rows: list[TaskComparison]) -> tuple[float | None, str]:
     return sum(finite) / len(finite), note
 
 
+def comparison_record(anchor: Curve, test: Curve, rows: list[TaskComparison], on: str, method: str,
+                      policy: str) -> dict:
+    """`harness compare --format json`: every number finite or None (strict JSON has no NaN)."""
+    mean, mean_note = mean_bd_rate(rows)
+    tasks = {r.task: {"bd_rate_percent": _finite(r.rate.value) if r.rate.ok else None,
+                      "reason": r.rate.reason or None,
+                      "bd_metric": _finite(r.metric.value) if r.metric.ok else None,
+                      "overlap": _finite(r.rate.overlap), "notes": list(r.rate.notes)} for r in rows}
+    return {"anchor": anchor.name, "test": test.name, "on": on, "method": method, "policy": policy,
+            "anchor_source": anchor.source, "test_source": test.source,
+            "anchor_file": str(anchor.file) if anchor.file else None,
+            "test_file": str(test.file) if test.file else None,
+            "tasks": tasks, "mean_bd_rate_percent": _finite(mean), "mean_note": mean_note}
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 def run_description(meta: dict) -> str:
     """Where a run's numbers come from, in words that stay true on another machine (no local paths)."""
     codec, dataset, ctc = meta["codec"], meta["dataset"], meta["ctc"]
     tools = ", ".join(f"{k} {v.split(' Copyright')[0].rstrip(':')}"  # version banners: the first words
-                      for k, v in sorted(codec.get("tools", {}).items()) if isinstance(v, str))
+                      for k, v in sorted(codec.get("tools", {}).items())
+                      if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's
     options = ", ".join(f"{k}={v}" for k, v in sorted(codec.get("options", {}).items()))
     return (f"harness run --codec {codec['name']} (version {codec['version']}"
             + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")
@@ -163,8 +261,20 @@ def run_description(meta: dict) -> str:
 
 
 def promote_run(run_dir: Path, name: str, ctc: CTC, out_dir: Path, source: str | None = None) -> Path:
-    """Save a run's per-rate-point curve as an anchor sheet `<out_dir>/<name>.csv`."""
+    """Save a run's per-rate-point curve as an anchor sheet `<out_dir>/<name>.csv`.
+
+    A name another sheet already defines is refused: anchors are never shadowed.
+    """
     from harness.provenance import load_run_meta
+
+    path = out_dir / f"{name}.csv"
+    index = anchor_index()
+    if name in index:
+        defined = index.conflicts.get(name) or [index.found[name]]
+        others = [s for s in defined if s.path.resolve() != path.resolve()]
+        if others:
+            raise HarnessError(f"anchor '{name}' is already defined by {others[0].describe()}; "
+                               "promote the run under another name")
 
     curve = load_run_curve(run_dir, ctc, on="mse")
     frame = curve.points.copy()
@@ -175,6 +285,5 @@ def promote_run(run_dir: Path, name: str, ctc: CTC, out_dir: Path, source: str |
             frame[column] = float("nan") if column == "metric" else ""
     columns = ANCHOR_COLUMNS + [c for c in ("rate_parameter", "rate_point", "samples", "enc_s", "dec_s")
                                 if c in frame]
-    path = out_dir / f"{name}.csv"
     atomic_write_text(path, frame[columns].to_csv(index=False))
     return path

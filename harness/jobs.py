@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.codec import Codec, CodecSpec, finish_encode, format_rate_point
+from harness.codec import Codec, CodecSpec, encode_log, finish_encode, format_rate_point
 from harness.ctc import CTC, load_ctc
 from harness.dataset import load_feature
 from harness.errors import CodecError, HarnessError
 from harness.processing import Preprocessor
 from harness.registry import Registry, default_registry
 from harness.results import ResultRecord, job_paths, sha256_bytes, write_record
-from harness.npyio import atomic_write_bytes
+from harness.npyio import atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,9 @@ def run_job(job: Job) -> ResultRecord:
             raise CodecError(f"encode returned {type(bitstream).__name__}, not bytes")
         bitstream = bytes(bitstream)
         atomic_write_bytes(paths.bitstream, bitstream)
+        summary = encode_log(codec)
+        if summary:  # the codec's own account (e.g. VTM's bits and PSNR), beside the run's records
+            atomic_write_text(Path(job.run_dir) / "logs" / job.task / job.rate_label / f"{job.sample}.txt", summary)
         stage = "decode"
         stored = paths.bitstream.read_bytes()  # decode exactly what is counted
         with _Clock() as dec:

@@ -11,7 +11,7 @@ sources, BD method and monotonicity policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class ReportFiles:
     bd_csv: Path
     points_csv: Path
     figures: list[Path]
+    anchors: list[str]  # "name: file (folder)" of every anchor, for the user to see where numbers came from
 
 
 def accuracy_drop(values: pd.Series, original: float, task: str) -> pd.Series:
@@ -107,7 +108,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
                         continue
                     shown = curve.points.copy()
                     shown["drop"] = accuracy_drop(shown.metric, base, task)
-                    drop_curves.append(Curve(curve.name, shown, curve.source))
+                    drop_curves.append(replace(curve, points=shown))
                 section["figures"].append(curve_plot(task, drop_curves, "drop", "accuracy drop %",
                                                      pictures / f"{task}-rad")[0])
             for column in secondary:  # e.g. KL beside CC: the run's own curve only
@@ -157,7 +158,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     workbook = write_workbook(out / "report.xlsx", sections, bd)
     context = {
         "codec": meta["codec"], "ctc": meta["ctc"], "dataset": meta["dataset"], "run_dir": str(run_dir),
-        "anchors": [{"name": a.name, "source": a.source} for a in anchor_curves], "method": method,
+        "anchors": [{"name": a.name, "source": a.source, "origin": a.origin} for a in anchor_curves],
+        "method": method,
         "policy": policy, "sections": sections, "has_metric": has_metric,
         "fig": lambda p: Path(p).relative_to(out).as_posix(),
     }
@@ -167,7 +169,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     atomic_write_text(html, env.get_template("report.html.j2").render(**context))
     for section in sections:
         figures += [Path(f) for f in section["figures"]]
-    return ReportFiles(html, workbook, bd_csv, points_csv, figures)
+    return ReportFiles(html, workbook, bd_csv, points_csv, figures,
+                       [f"{a.name}: {a.origin}" for a in anchor_curves])
 
 
 def _secondary(run: Curve, task: str) -> list[str]:
@@ -177,7 +180,7 @@ def _secondary(run: Curve, task: str) -> list[str]:
 
 
 def _only(curve: Curve, task: str) -> Curve:
-    return Curve(curve.name, curve.points[curve.points.task == task], curve.source)
+    return replace(curve, points=curve.points[curve.points.task == task])
 
 
 def write_workbook(path: Path, sections: list[dict], bd: pd.DataFrame) -> Path:
@@ -185,19 +188,29 @@ def write_workbook(path: Path, sections: list[dict], bd: pd.DataFrame) -> Path:
     import xlsxwriter
 
     tmp = path.with_suffix(".xlsx.tmp")
-    book = xlsxwriter.Workbook(str(tmp), {"nan_inf_to_errors": True})
+    # Labels come from run directories and anchor sheets others made: every string is written as a
+    # string, never as a formula ("=...", "{=...}"), a number or a hyperlink (numbers stay numbers).
+    book = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_numbers": False,
+                                          "strings_to_urls": False})
     bold = book.add_format({"bold": True})
     summary = book.add_worksheet("summary")
     headers = ["task", "anchor", "on", "bd_rate_percent", "bd_metric", "overlap", "reason"]
     summary.write_row(0, 0, headers, bold)
     for r, row in enumerate(bd.to_dict("records") if not bd.empty else [], 1):
-        summary.write_row(r, 0, [row[h] for h in headers])
+        summary.write_row(r, 0, [_cell(row[h]) for h in headers])
     for section in sections:
         sheet = book.add_worksheet(section["task"])
         columns = list(section["points"][0].keys()) if section["points"] else []
         sheet.write_row(0, 0, columns, bold)
         for r, row in enumerate(section["points"], 1):
-            sheet.write_row(r, 0, [row[c] for c in columns])
+            sheet.write_row(r, 0, [_cell(row[c]) for c in columns])
     book.close()
     tmp.replace(path)
     return path
+
+
+def _cell(value):
+    """NaN as an empty cell and infinities as text: no error formulas (#NUM!) in the workbook."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else str(value)
+    return value

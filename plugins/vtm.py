@@ -9,14 +9,23 @@ or codec options -o encoder=... -o decoder=... -o cfg=..., or a plugin's
 The encoder command line is the CTC's (paper §6.1.2; official vtm_baseline.py)
 plus `-o rec.yuv`, which only adds the encoder's reconstruction file: the
 bitstream stays byte-identical. The reconstruction is compared with what
-DecoderApp makes of the bitstream, so an encoder/decoder mismatch fails the
-job instead of being measured. The whole .bin is counted.
+DecoderApp makes of the bitstream (in `after_encode`, outside the encode
+timer), so an encoder/decoder mismatch fails the job instead of being
+measured. The whole .bin is counted.
+
+The CTC's VTM is 23.3: a build printing another version in its banner
+(`VVCSoftware: VTM Encoder Version 23.3 [...]`) is refused unless the codec
+option `vtm_version` names it (or is `any`); the versions of both tools go into
+run.json. VTM's own log summary of each encoding (banner, the picture's bits
+and PSNR line, the SUMMARY table, bytes written, time) is kept in the run
+directory under logs/; `-o log_dir=DIR` keeps the whole logs as well.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+import functools
 import glob
 import os
 from pathlib import Path
@@ -28,7 +37,11 @@ import numpy as np
 from harness import CodecError, CodecSpec, hookimpl, locate_tool, run_tool
 from harness_plugins.vvc_sps import parse_sps
 
-VERSION = "1.0"
+VERSION = "1.1"
+CTC_VTM_VERSION = "23.3"  # paper §6.1.2 and the official static binaries
+BANNER = re.compile(r"VVCSoftware: VTM (?:Encoder|Decoder) Version ([0-9][\w.\-]*)")
+# lines of the encoder's output worth keeping: banner, per-picture bits/PSNR, bytes written, time
+SUMMARY_LINES = re.compile(r"^\s*(?:VVCSoftware:|POC\s|Bytes written to file|Total Time)")
 ENV_DIR, ENV_ENCODER, ENV_DECODER, ENV_CFG = "HARNESS_VTM_DIR", "HARNESS_VTM_ENCODER", "HARNESS_VTM_DECODER", "HARNESS_VTM_CFG"
 DEFAULT_TIMEOUT_S = 6 * 3600.0  # supplement Table 2: up to ~4 h for one dpt feature at QP 22
 
@@ -94,38 +107,98 @@ def read_frame(path: Path, height: int, width: int, what: str) -> np.ndarray:
     return data[: rows * padded_w].reshape(rows, padded_w)[:height, :width].astype(np.uint16)
 
 
-def version_string(tools: VtmTools) -> str:
-    """VTM's version as EncoderApp prints it (provenance); '' when it does not say."""
-    try:
-        out = run_tool([tools.encoder, "--version"], timeout=30, name="EncoderApp")
-    except CodecError as exc:  # some builds exit non-zero after printing their banner
-        out = str(exc).encode()
-    match = re.search(rb"VTM software: Encoder Version ([\w.\-]+)", out)
-    return match.group(1).decode() if match else ""
+def parse_version(text: str | bytes) -> str:
+    """The version in VTM's banner ('VVCSoftware: VTM Encoder Version 23.3 [Linux]...'); '' if none."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    match = BANNER.search(text)
+    return match.group(1) if match else ""
+
+
+def tool_version(tool: Path) -> str:
+    """The version a VTM tool prints in its banner ('' when it prints none)."""
+    stat = tool.stat()
+    return _tool_version(str(tool), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _tool_version(tool: str, mtime_ns: int, size: int) -> str:  # cached per build (path, mtime, size)
+    with tempfile.TemporaryDirectory(prefix="vtm-version-") as tmp:
+        output = Path(tmp) / "banner.txt"
+        try:  # VTM prints its banner before parsing options; --help makes it stop there
+            run_tool([tool, "--help"], timeout=30, cwd=tmp, log=output, name=Path(tool).name)
+        except CodecError:  # some builds exit non-zero after the help text; the banner is in the log
+            pass
+        return parse_version(output.read_bytes()) if output.exists() else ""
+
+
+def check_versions(tools: VtmTools, wanted: str) -> None:
+    """Refuse tools that are not VTM `wanted` (the CTC's 23.3 by default); 'any' accepts every build."""
+    if wanted == "any":
+        return
+    for name, tool in (("EncoderApp", tools.encoder), ("DecoderApp", tools.decoder)):
+        found = tool_version(tool)
+        if not found:
+            raise CodecError(f"vtm: {name} at {tool} prints no VTM version banner ('VVCSoftware: VTM ... Version'); "
+                             "give -o vtm_version=any to use it anyway")
+        if found != wanted and wanted != CTC_VTM_VERSION:
+            raise CodecError(f"vtm: {name} at {tool} is VTM {found}, not the VTM {wanted} -o vtm_version asks for")
+        if found != wanted:
+            raise CodecError(f"vtm: {name} at {tool} is VTM {found}; the CTC's is VTM {wanted} (paper §6.1.2; "
+                             f"other versions change the bitstreams): build VTM-{wanted} or accept this one with "
+                             f"-o vtm_version={found}")
+
+
+def log_summary(output: str) -> str:
+    """VTM's own account of an encoding: banner, the picture's bits and PSNR, the SUMMARY table, totals."""
+    kept, in_summary = [], False
+    for line in output.splitlines():
+        if line.startswith("SUMMARY"):
+            in_summary = True
+        elif in_summary and not line.strip():
+            in_summary = False
+        if in_summary or SUMMARY_LINES.match(line):
+            kept.append(line.rstrip())
+    return "\n".join(kept) + "\n" if kept else ""
 
 
 class VtmCodec:
     def __init__(self, tools: VtmTools, timeout: float, check_recon: bool, log_dir: Path | None) -> None:
         self.tools, self.timeout, self.check_recon, self.log_dir = tools, timeout, check_recon, log_dir
+        self._unchecked: tuple[bytes, np.ndarray] | None = None  # (bitstream, encoder's reconstruction)
+        self._summary = ""
 
     def encode(self, frame: np.ndarray, rate_point: float, task: str) -> bytes:
         qp = int(rate_point)
         height, width = frame.shape
+        self._unchecked, self._summary = None, ""
         with tempfile.TemporaryDirectory(prefix="vtm-") as tmp:
             tmp = Path(tmp)
             frame.astype("<u2").tofile(tmp / "in.yuv")
             recon = tmp / "rec.yuv" if self.check_recon else None
             log = self.log_dir / f"{task}-qp{qp}-{os.getpid()}.log" if self.log_dir else None
-            run_tool(encoder_args(self.tools, tmp / "in.yuv", tmp / "out.bin", qp, width, height, recon),
-                     timeout=self.timeout, cwd=tmp, log=log, name="EncoderApp")
+            output = run_tool(encoder_args(self.tools, tmp / "in.yuv", tmp / "out.bin", qp, width, height, recon),
+                              timeout=self.timeout, cwd=tmp, log=log, name="EncoderApp")
             if not (tmp / "out.bin").exists():
                 raise CodecError("vtm: EncoderApp wrote no bitstream")
             bitstream = (tmp / "out.bin").read_bytes()
-            if recon is not None:
-                decoded = self.decode(bitstream)
-                if not np.array_equal(decoded, read_frame(recon, height, width, "the encoder's reconstruction")):
-                    raise CodecError("vtm: DecoderApp's output differs from EncoderApp's reconstruction")
-            return bitstream
+            if recon is not None:  # kept in memory: the temporary folder goes now, the check comes later
+                self._unchecked = (bitstream, read_frame(recon, height, width, "the encoder's reconstruction"))
+        self._summary = log_summary(output.decode("utf-8", errors="replace"))
+        return bitstream
+
+    def after_encode(self) -> None:
+        """DecoderApp's picture must be EncoderApp's reconstruction (called outside the encode timer)."""
+        if self._unchecked is None:
+            return
+        bitstream, reconstruction = self._unchecked
+        self._unchecked = None
+        if not np.array_equal(self.decode(bitstream), reconstruction):
+            raise CodecError("vtm: DecoderApp's output differs from EncoderApp's reconstruction")
+
+    def encode_log(self) -> str:
+        """VTM's log summary of the last encoding (the harness keeps it in the run directory)."""
+        return self._summary
 
     def decode(self, bitstream: bytes) -> np.ndarray:
         try:
@@ -140,14 +213,18 @@ class VtmCodec:
             return read_frame(tmp / "dec.yuv", sps.height, sps.width, "DecoderApp's output")
 
 
+OPTIONS = {"encoder": "", "decoder": "", "cfg": "", "timeout": str(DEFAULT_TIMEOUT_S), "check_recon": "1",
+           "log_dir": "", "vtm_version": CTC_VTM_VERSION}
+
+
 def make_codec(options: Mapping[str, str]) -> VtmCodec:
-    unknown = set(options) - {"encoder", "decoder", "cfg", "timeout", "check_recon", "log_dir"}
+    unknown = set(options) - set(OPTIONS)
     if unknown:
-        raise CodecError(f"vtm: unknown option(s) {', '.join(sorted(unknown))}; "
-                         "available: encoder, decoder, cfg, timeout, check_recon, log_dir")
+        raise CodecError(f"vtm: unknown option(s) {', '.join(sorted(unknown))}; available: {', '.join(OPTIONS)}")
     tools = find_tools(options)
     if isinstance(tools, str):
         raise CodecError(tools)
+    check_versions(tools, options.get("vtm_version") or CTC_VTM_VERSION)
     log_dir = Path(options["log_dir"]) if options.get("log_dir") else None
     return VtmCodec(tools, float(options.get("timeout", DEFAULT_TIMEOUT_S)),
                     options.get("check_recon", "1") not in ("0", "false", "no"), log_dir)
@@ -162,8 +239,8 @@ def provenance(options: Mapping[str, str]) -> dict[str, str]:
     tools = find_tools(options)
     if isinstance(tools, str):
         return {}
-    return {"vtm_version": version_string(tools), "encoder": str(tools.encoder), "decoder": str(tools.decoder),
-            "cfg": str(tools.cfg)}
+    return {"vtm_version": tool_version(tools.encoder), "vtm_decoder_version": tool_version(tools.decoder),
+            "encoder": str(tools.encoder), "decoder": str(tools.decoder), "cfg": str(tools.cfg)}
 
 
 @hookimpl
@@ -171,8 +248,7 @@ def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
         name="vtm", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
         rate_parameter="qp", rate_points=None, external_tools=("EncoderApp", "DecoderApp"),
-        options={"encoder": "", "decoder": "", "cfg": "", "timeout": str(DEFAULT_TIMEOUT_S), "check_recon": "1",
-                 "log_dir": ""},
+        options=OPTIONS,
         availability=availability, provenance=provenance,
         description="VVC intra with the reference VTM-23.3 (the CTC anchor; user-installed)",
     )]

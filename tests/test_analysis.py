@@ -376,3 +376,30 @@ def test_truncation_study_command(tmp_path, capsys):
     wide, narrow = table[table.factor == 2], table[table.factor == 1]
     assert wide.bpfp.mean() < narrow.bpfp.mean()
     assert (out / "truncation.png").stat().st_size > 2000
+
+
+def test_rate_points_run_from_the_highest_rate_for_both_families(ctc):
+    """λ weighs distortion: the largest λ is the highest rate, as the lowest QP is."""
+    assert ctc.rate_points("cls", "hyperprior") == (0.01, 0.0035, 0.003, 0.0017, 0.001)
+    assert ctc.rate_points("csr", "hyperprior")[0] == 10.0
+    assert ctc.rate_points("cls", "vtm") == (22, 27, 32, 37, 42)
+
+
+def test_generalization_rate_index_0_is_the_highest_rate(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import harness.analysis.generalization as study
+
+    asked = []
+
+    def fake_execute(request):
+        asked.append((request.rate_points_of, request.tasks[0], tuple(request.rate_points)))
+        return SimpleNamespace(table=pd.DataFrame({"status": ["ok"], "bpfp": [1.0], "mse": [0.5]}))
+
+    monkeypatch.setattr(study, "execute", fake_execute)
+    study.generalization_study("hyperprior", ["cls", "csr"], tmp_path, {}, rate_index=0, evaluate=False,
+                               progress=False)
+    assert asked == [("cls", "cls", (0.01,)), ("cls", "csr", (0.01,)), ("csr", "cls", (10.0,)),
+                     ("csr", "csr", (10.0,))]

@@ -22,13 +22,18 @@ def test_paper_anchors_are_shipped_with_their_source():
     assert list(cls.bpfp) == [1.94, 1.03, 0.23, 0.04, 0.01] and list(cls.metric) == [99.8, 97.4, 74.6, 25.8, 7.2]
 
 
+def _strict(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
 def test_compare_paper_vtm_hyperprior_json(capsys):
     assert main(["compare", "paper-vtm", "paper-hyperprior", "--format", "json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    data = json.loads(capsys.readouterr().out, parse_constant=_strict)  # NaN/Infinity are not JSON
     assert data["method"] == "pchip" and data["policy"] == "nan"
     assert data["tasks"]["csr"]["bd_rate_percent"] is None and "not monotonic" in data["tasks"]["csr"]["reason"]
     assert data["tasks"]["dpt"]["bd_rate_percent"] == pytest.approx(-15.40, abs=0.01)  # RMSE: lower is better
     assert data["tasks"]["cls"]["bd_rate_percent"] == pytest.approx(398.69, abs=0.01)
+    assert data["tasks"]["csr"]["overlap"] is None  # the curve never got to an overlap: null, not NaN
 
 
 def test_compare_table_and_swap(capsys):

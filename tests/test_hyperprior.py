@@ -194,6 +194,14 @@ def test_other_model_or_damaged_stream_is_an_error(codec, run):
         codec.decode(b"XX" + stream[2:])
 
 
+def test_a_header_declaring_a_huge_frame_is_refused_before_the_model_runs(codec, monkeypatch):
+    z = -(-60000 // 64)
+    head = Header(TASK, LAM, 0, 60000, 60000, (z, z), 4, 4)  # 3.6e9 samples, consistent z shape
+    monkeypatch.setattr(codec, "model", lambda *a: pytest.fail("the model was asked to decode a 60000x60000 frame"))
+    with pytest.raises(CodecError, match="declares a 60000x60000 frame"):
+        codec.decode(head.pack() + bytes(8))
+
+
 def test_plugin_spec_and_harness_conformance(run):
     from harness.testing import check_codec
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.errors import PluginError
@@ -71,3 +73,74 @@ def test_conformance_catches_a_bad_codec():
     spec = Registry(extra_plugins=[misbehaving]).codec("garbage").spec
     with pytest.raises(Exception, match="decode returned shape"):
         check_codec(spec, tasks=("cls",))
+
+
+def _zlib_stream(height: int, width: int, payload: bytes) -> bytes:
+    from harness_plugins.zlib_codec import FORMAT, HEADER, MAGIC
+    return HEADER.pack(MAGIC, FORMAT, 0, height, width) + payload
+
+
+def _peak_bytes(call) -> tuple[int, BaseException | None]:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        call()
+        error = None
+    except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
+        error = exc
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, error
+
+
+def test_zlib_decoder_is_bounded_by_its_header():
+    """A 128 KB stream that inflates to 128 MiB: the decoder stops at the header's 8x8 frame."""
+    from harness.errors import CodecError
+    from harness.testing import deflate_bomb
+    from harness_plugins.zlib_codec import ZlibCodec
+
+    bomb = _zlib_stream(8, 8, deflate_bomb(128 << 20))
+    peak, error = _peak_bytes(lambda: ZlibCodec().decode(bomb))
+    assert isinstance(error, CodecError) and "more than" in str(error), error
+    assert peak < 4 << 20, f"decoding the bomb allocated {peak >> 20} MiB"
+    # a header claiming a huge frame is refused before anything is inflated
+    for height, width in ((2**31, 2**31), (65535, 65535), (0, 8)):
+        peak, error = _peak_bytes(lambda: ZlibCodec().decode(_zlib_stream(height, width, zlib.compress(bytes(128)))))
+        assert isinstance(error, CodecError) and f"{height}x{width}" in str(error), error
+        assert peak < 1 << 20
+    # truncated and over-long streams are refused, the exact size is accepted
+    good = zlib.compress(bytes(128))
+    assert ZlibCodec().decode(_zlib_stream(8, 8, good)).shape == (8, 8)
+    for bad in (good[:-3], good + b"junk", zlib.compress(bytes(130))):
+        with pytest.raises(CodecError):
+            ZlibCodec().decode(_zlib_stream(8, 8, bad))
+
+
+class _UnboundedZlib:
+    """The zlib plugin's decoder as it was: inflates whatever the payload holds."""
+
+    def __init__(self):
+        from harness_plugins.zlib_codec import ZlibCodec
+        self.inner = ZlibCodec()
+
+    def encode(self, frame, rate_point, task):
+        return self.inner.encode(frame, rate_point, task)
+
+    def decode(self, bitstream):
+        from harness_plugins.zlib_codec import HEADER
+        height, width = HEADER.unpack_from(bitstream)[3:]
+        raw = zlib.decompress(bitstream[HEADER.size:])
+        return np.frombuffer(raw[:2 * height * width], "<u2").reshape(height, width).copy()
+
+
+def test_conformance_catches_an_unbounded_decoder():
+    from dataclasses import replace
+
+    from harness.testing import deflate_bomb
+
+    spec = Registry().codec("zlib").spec
+    hostile = [_zlib_stream(8, 8, deflate_bomb(96 << 20))]
+    check_codec(spec, tasks=("cls",), hostile=hostile)  # the plugin refuses it within the memory budget
+    unbounded = replace(spec, factory=lambda options: _UnboundedZlib())
+    with pytest.raises(AssertionError, match=r"allocated \d+ MiB decoding a bitstream that claims a huge output"):
+        check_codec(unbounded, tasks=("cls",), hostile=hostile)

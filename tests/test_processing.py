@@ -143,3 +143,81 @@ def test_padding_split_floor_half_top_left():
     assert pads == (31, 32, 14, 14)
     assert padded[:31].sum() == 0 and padded[31:288, 14:114].all()
     assert np.array_equal(unpad(padded, pads), frame)
+
+
+# ---------------------------------------------------------------- the learned family, bit-exact
+
+def _official_bounds(trunc: Truncation) -> list[tuple[float, float]]:
+    """The official scripts' lo/hi: Python floats, one pair per layer when the CTC gives several."""
+    return list(zip(trunc.lo, trunc.hi))
+
+
+def _official_normalize(feat: np.ndarray, trunc: Truncation) -> np.ndarray:
+    """FeatureFolder.truncation + uniform_quantization(bit_depth=1), the official way: a float32
+    feature and Python-float bounds, so (x - lo) * scale runs in float32 with scale = 1/(hi - lo)
+    computed in double and rounded to float32 once."""
+    feat = feat.astype(np.float32)
+    out = np.zeros_like(feat)
+    for layer, (lo, hi) in enumerate(_official_bounds(trunc)):
+        part = feat if not trunc.per_layer else feat[:, layer]
+        scale = (2**1 - 1) / (hi - lo)
+        value = (np.clip(part, lo, hi) - lo) * scale
+        assert value.dtype == np.float32  # float32 arithmetic with the scalars rounded to float32
+        if trunc.per_layer:
+            out[:, layer] = value
+        else:
+            out = value
+    return out
+
+
+def _official_denormalize(x01: np.ndarray, trunc: Truncation) -> np.ndarray:
+    """uniform_dequantization(bit_depth=1) after the decoder's clamp to [0, 1]: x / scale + lo, float32."""
+    x01 = np.clip(x01.astype(np.float32), 0.0, 1.0)
+    out = np.zeros_like(x01)
+    for layer, (lo, hi) in enumerate(_official_bounds(trunc)):
+        part = x01 if not trunc.per_layer else x01[:, layer]
+        scale = (2**1 - 1) / (hi - lo)
+        value = part / scale + lo
+        assert value.dtype == np.float32
+        if trunc.per_layer:
+            out[:, layer] = value
+        else:
+            out = value
+    return out
+
+
+def _boundary_values(lo: float, hi: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """lo, hi, their float32 neighbours inside and outside, 0, and random values around [lo, hi]."""
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    edges = [lo32, hi32, np.nextafter(lo32, np.float32(-np.inf)), np.nextafter(lo32, np.float32(np.inf)),
+             np.nextafter(hi32, np.float32(-np.inf)), np.nextafter(hi32, np.float32(np.inf)), np.float32(0),
+             np.float32(lo - 1), np.float32(hi + 1)]
+    spread = rng.uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), count - len(edges))
+    return np.concatenate([np.array(edges, np.float32), spread.astype(np.float32)])
+
+
+@pytest.mark.parametrize("task", ["cls", "seg", "dpt", "csr", "tti"])
+def test_hyperprior_normalization_is_bit_exact_to_the_official_code(ctc, task):
+    spec = ctc.task(task)
+    trunc = ctc.truncation(task, "hyperprior")
+    shape = {"cls": (1, 1, 64, 32), "seg": (2, 1, 32, 32), "dpt": (2, 4, 16, 32), "csr": (1, 1, 64, 32),
+             "tti": (1, 16, 16, 8)}[task]
+    rng = np.random.default_rng(7)
+    layers = shape[1] if trunc.per_layer else 1
+    per_layer = [_boundary_values(lo, hi, int(np.prod(shape)) // layers, rng).reshape(-1)
+                 for lo, hi in _official_bounds(trunc)]
+    if trunc.per_layer:
+        feature = np.stack([v.reshape(shape[0], *shape[2:]) for v in per_layer], axis=1)
+    else:
+        feature = per_layer[0].reshape(shape)
+    feature = feature.astype(spec.dtype)  # tti stores float16; the learned path works in float32
+    pipe = Preprocessor.for_task(ctc, task, "hyperprior", "frame01", shape, spec.dtype)
+    frame = pipe.forward(feature)
+    expected = pack(_official_normalize(feature, trunc), spec.packing)
+    assert frame.dtype == np.float32 and np.array_equal(frame.view(np.uint32), expected.view(np.uint32))
+    # inverse: decoder outputs at and around 0 and 1 (clamped), and random values
+    x01 = np.concatenate([np.array([0, 1, np.nextafter(0, 1), np.nextafter(1, 0), -0.25, 1.25], np.float32),
+                          rng.uniform(0, 1, frame.size - 6).astype(np.float32)]).reshape(frame.shape)
+    rec = pipe.inverse(x01)
+    official = _official_denormalize(unpack(x01, shape, spec.packing), trunc).astype(spec.dtype)
+    assert rec.dtype == official.dtype and np.array_equal(rec, official)

@@ -86,3 +86,26 @@ def test_secondary_metrics_and_a_run_as_anchor(tmp_path):
     assert isinstance(by_axis.reason["metric"], str)  # 100 % at every rate: no BD on accuracy, and why
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "<th>spread</th>" in html
+
+
+def test_workbook_cells_are_inert(tmp_path):
+    """Strings that look like formulas stay strings in report.xlsx; numbers (negative too) stay numbers."""
+    import re
+    import zipfile
+
+    from harness.report import write_workbook
+
+    hostile = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1:A2)", "=1+1", "http://example.com"]
+    bd = pd.DataFrame({"task": ["cls"] * len(hostile), "anchor": hostile, "on": "mse",
+                       "bd_rate_percent": -12.5, "bd_metric": float("nan"), "overlap": 1.0, "reason": hostile})
+    sections = [{"task": "cls", "points": [{"rate_point": label, "bpfp": -0.25} for label in hostile]}]
+    path = write_workbook(tmp_path / "report.xlsx", sections, bd)
+    with zipfile.ZipFile(path) as book:
+        sheets = {n: book.read(n).decode() for n in book.namelist() if n.startswith("xl/worksheets/sheet")}
+        shared = book.read("xl/sharedStrings.xml").decode()
+        names = book.namelist()
+    assert sheets and not any("<f>" in xml or "<f " in xml for xml in sheets.values())
+    assert not any(n.startswith("xl/worksheets/_rels") for n in names)  # no live hyperlinks either
+    assert all(label.replace('"', "&quot;") in shared or label in shared for label in hostile)
+    numbers = [v for xml in sheets.values() for v in re.findall(r'<c r="[A-Z]+\d+"(?: s="\d+")?><v>([^<]*)</v>', xml)]
+    assert "-12.5" in numbers and "-0.25" in numbers  # untyped cells are numbers

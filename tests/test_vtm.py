@@ -83,3 +83,154 @@ def test_real_vtm_round_trip_matches_encoder_reconstruction():
     from harness.testing import check_codec
     spec = Registry().codec("vtm").spec
     check_codec(spec, tasks=("cls",), shapes={"cls": (1, 1, 9, 64)})
+
+
+# ---------------------------------------------------------------- stand-ins for VTM-23.3's EncoderApp/DecoderApp
+
+ENCODER_BANNER = "VVCSoftware: VTM Encoder Version 23.3 [Linux][GCC 12.2.0][64 bit] [SIMD=AVX2] "
+DECODER_BANNER = "VVCSoftware: VTM Decoder Version 23.3 [Linux][GCC 12.2.0][64 bit] [SIMD=AVX2] "
+SUMMARY = """
+
+SUMMARY --------------------------------------------------------
+\tTotal Frames |   Bitrate     Y-PSNR    U-PSNR    V-PSNR    YUV-PSNR 
+\t        1    a      32.0000   99.9999    0.0000    0.0000   99.9999
+
+
+I Slices--------------------------------------------------------
+\tTotal Frames |   Bitrate     Y-PSNR    U-PSNR    V-PSNR    YUV-PSNR 
+\t        1    i      32.0000   99.9999    0.0000    0.0000   99.9999
+
+Bytes written to file: 4 (0.032 kbps)
+
+ Total Time:        0.010 sec. [user]        0.010 sec. [elapsed]
+"""
+
+
+def _stand_ins(folder: Path, encoder_banner: str = ENCODER_BANNER, decoder_banner: str = DECODER_BANNER,
+               decoder_output: str = "same") -> vtm.VtmTools:
+    """Shell scripts that behave like VTM: banner first, -b/-o files; the decoder outputs the encoder's input
+    (`same`) or zeros (`zeros`), and counts its runs in decoder-runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder, decoder, cfg = folder / "EncoderAppStatic", folder / "DecoderAppStatic", folder / "encoder_intra_vtm.cfg"
+    encoder.write_text(f"""#!/bin/sh
+echo ""
+echo "{encoder_banner}"
+while [ $# -gt 0 ]; do case "$1" in -i) in=$2;; -o) rec=$2;; -b) out=$2;; esac; shift; done
+[ -n "$out" ] || exit 0
+printf 'BITS' > "$out"
+cp "$in" "{folder}/last.yuv"
+[ -n "$rec" ] && cp "$in" "$rec"
+echo "TOOL CFG: IBD:1 HAD:1 RDQ:1 RDQTS:1 SAO:1 ALF:1"
+echo "POC    0 LId:  0 TId: 0 ( IDR_N_LP, I-SLICE, QP 32 )         32 bits [Y 99.9999 dB    U  0.0000 dB    V  0.0000 dB] [ET     0 ] [L0 ] [L1 ]"
+printf '%s' '{SUMMARY}'
+""")
+    copy = f'cp "{folder}/last.yuv" "$out"' if decoder_output == "same" else 'head -c "$(wc -c < "{0}/last.yuv")" /dev/zero > "$out"'.format(folder)
+    decoder.write_text(f"""#!/bin/sh
+echo ""
+echo "{decoder_banner}"
+while [ $# -gt 0 ]; do case "$1" in -b) in=$2;; -o) out=$2;; esac; shift; done
+[ -n "$in" ] || exit 0
+echo run >> "{folder}/decoder-runs"
+{copy}
+echo "POC    0 LId:  0 TId: 0 ( IDR_N_LP, I-SLICE, QP 32 ) [DT  0.001] [L0] [L1]"
+""")
+    cfg.write_text("# stand-in\n")
+    encoder.chmod(0o755)
+    decoder.chmod(0o755)
+    return vtm.VtmTools(encoder, decoder, cfg)
+
+
+def _options(tools: vtm.VtmTools, **extra: str) -> dict[str, str]:
+    return {"encoder": str(tools.encoder), "decoder": str(tools.decoder), "cfg": str(tools.cfg), **extra}
+
+
+def _decoder_runs(tools: vtm.VtmTools) -> int:
+    runs = tools.encoder.parent / "decoder-runs"
+    return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+
+@pytest.fixture
+def sps_of_frame(monkeypatch):
+    """The stand-in bitstream has no SPS: the decoder is told the frame size by the test."""
+    from types import SimpleNamespace
+
+    size = {}
+    monkeypatch.setattr(vtm, "parse_sps", lambda stream: SimpleNamespace(**size))
+    return size
+
+
+def test_version_banners_of_vtm_23_3_are_parsed():
+    assert vtm.parse_version(ENCODER_BANNER) == "23.3"
+    assert vtm.parse_version(DECODER_BANNER) == "23.3"
+    assert vtm.parse_version(f"\n{ENCODER_BANNER}\nInput File : x.yuv\n") == "23.3"
+    assert vtm.parse_version("VVCSoftware: VTM Encoder Version 23.10-rc1 [Linux]") == "23.10-rc1"
+    assert vtm.parse_version("HM software: Encoder Version [16.20]") == ""
+
+
+def test_version_is_recorded_in_provenance(tmp_path):
+    tools = _stand_ins(tmp_path / "vtm")
+    facts = vtm.provenance(_options(tools))
+    assert facts["vtm_version"] == "23.3" and facts["vtm_decoder_version"] == "23.3"
+
+
+def test_a_vtm_that_is_not_the_ctcs_version_is_refused_unless_told(tmp_path):
+    from harness import CodecError
+
+    tools = _stand_ins(tmp_path / "vtm", encoder_banner=ENCODER_BANNER.replace("23.3", "22.0"),
+                       decoder_banner=DECODER_BANNER.replace("23.3", "22.0"))
+    with pytest.raises(CodecError, match=r"EncoderApp .* is VTM 22\.0; the CTC's is VTM 23\.3.*-o vtm_version=22\.0"):
+        vtm.make_codec(_options(tools))
+    assert isinstance(vtm.make_codec(_options(tools, vtm_version="22.0")), vtm.VtmCodec)
+    assert isinstance(vtm.make_codec(_options(tools, vtm_version="any")), vtm.VtmCodec)
+    with pytest.raises(CodecError, match=r"is VTM 22\.0, not the VTM 22\.1 -o vtm_version asks for"):
+        vtm.make_codec(_options(tools, vtm_version="22.1"))
+    other_decoder = _stand_ins(tmp_path / "vtm2", decoder_banner=DECODER_BANNER.replace("23.3", "23.4"))
+    with pytest.raises(CodecError, match=r"DecoderApp .* is VTM 23\.4"):
+        vtm.make_codec(_options(other_decoder))
+    silent = _stand_ins(tmp_path / "vtm3", encoder_banner="some encoder")
+    with pytest.raises(CodecError, match="prints no VTM version banner"):
+        vtm.make_codec(_options(silent))
+
+
+def test_reconstruction_check_runs_after_encode_outside_the_timer(tmp_path, sps_of_frame):
+    from harness import CodecError
+
+    frame = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    sps_of_frame.update(height=8, width=8)
+    tools = _stand_ins(tmp_path / "vtm")
+    codec = vtm.make_codec(_options(tools))
+    assert codec.encode(frame, 32, "cls") == b"BITS"
+    assert _decoder_runs(tools) == 0  # encode ran the encoder only
+    codec.after_encode()
+    assert _decoder_runs(tools) == 1
+    codec.after_encode()  # nothing left to check
+    assert _decoder_runs(tools) == 1
+    broken = vtm.make_codec(_options(_stand_ins(tmp_path / "bad", decoder_output="zeros")))
+    broken.encode(frame, 32, "cls")
+    with pytest.raises(CodecError, match="differs from EncoderApp's reconstruction"):
+        broken.after_encode()
+
+
+def test_a_run_keeps_vtms_log_summary_and_version(tmp_path, data_root, sps_of_frame, monkeypatch):
+    import json
+
+    from harness.runner import RunRequest, execute
+
+    sps_of_frame.update(height=257, width=1536)
+    tools = _stand_ins(tmp_path / "vtm")
+    for var, path in ((vtm.ENV_ENCODER, tools.encoder), (vtm.ENV_DECODER, tools.decoder), (vtm.ENV_CFG, tools.cfg)):
+        monkeypatch.setenv(var, str(path))
+    outcome = execute(RunRequest(codec="vtm", tasks=["cls"], rate_points=[32], limit=1, data_root=data_root,
+                                 out=tmp_path / "run", jobs=1, progress=False))
+    assert (outcome.table.status == "ok").all(), outcome.table.error.tolist()
+    logs = list((tmp_path / "run" / "logs" / "cls" / "qp32").glob("*.txt"))
+    assert len(logs) == 1
+    summary = logs[0].read_text()
+    assert ENCODER_BANNER.strip() in summary and "32 bits [Y 99.9999 dB" in summary
+    assert "SUMMARY ---" in summary and "a      32.0000   99.9999" in summary and "Bytes written to file: 4" in summary
+    assert "TOOL CFG" not in summary and "I Slices" not in summary  # a summary, not the whole log
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["codec"]["tools"]["vtm_version"] == "23.3"
+    from harness.curves import run_description  # what a promoted anchor says: the version, no local paths
+    described = run_description(meta)
+    assert "vtm_version 23.3" in described and str(tmp_path) not in described

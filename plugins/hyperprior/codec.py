@@ -32,7 +32,7 @@ import struct
 import numpy as np
 import torch
 
-from harness import CodecError, pad_to_multiple, unpad
+from harness import MAX_FRAME_SAMPLES, CodecError, pad_to_multiple, unpad
 from harness_plugins.hyperprior.checkpoints import find_checkpoint
 from harness_plugins.hyperprior.model import FeatureHyperprior, fingerprint, load_checkpoint
 
@@ -141,6 +141,9 @@ class HyperpriorCodec:
         if len(bitstream) != offset + head.len_z + head.len_y:
             raise CodecError(f"hyperprior: bitstream has {len(bitstream)} bytes, header says "
                              f"{offset + head.len_z + head.len_y}")
+        if not 0 < head.height * head.width <= MAX_FRAME_SAMPLES:  # before the model allocates latents for it
+            raise CodecError(f"hyperprior: header declares a {head.height}x{head.width} frame; "
+                             f"at most {MAX_FRAME_SAMPLES} samples")
         hp, wp = (-(-head.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-head.width // PAD_MULTIPLE) * PAD_MULTIPLE)
         if head.z_shape != (hp // PAD_MULTIPLE, wp // PAD_MULTIPLE):
             raise CodecError(f"hyperprior: z shape {head.z_shape} does not fit a {head.height}x{head.width} frame")
