@@ -38,6 +38,11 @@ class RunError(HarnessError):
     """A run directory cannot be used (unwritable, from another configuration)."""
 
 
+class OutputError(RunError):
+    """The harness cannot write a file (disk full, read-only, no permission): not a codec fault,
+    so a run stops there instead of recording failed jobs."""
+
+
 def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:
     """'unknown codec 'vcc'; did you mean 'vvc'? available: a, b' (for errors)."""
     choices = sorted(available)

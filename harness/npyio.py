@@ -7,6 +7,7 @@ code, not data. Every failure names the file and says what is wrong with it.
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import FeatureError, RunError
+from harness.errors import FeatureError, OutputError
 
 
 @dataclass(frozen=True)
@@ -93,18 +94,36 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     _atomic(Path(path), lambda fh: np.save(fh, array, allow_pickle=False))
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write through a temp file in the same folder, then rename; any OSError (disk full,
+    read-only, permission) becomes one OutputError naming the file, leaving no temp file."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise RunError(f"{path.parent}: cannot write here ({exc.strerror or exc})") from None
-    try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600 whatever the umask
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise

@@ -1,0 +1,147 @@
+"""Faults end cleanly: disk full, read-only outputs, dead pool workers, malformed files, two runs
+on one --out. One line naming the file, exit 1, nothing already finished lost."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from pathlib import Path
+import subprocess
+
+import pytest
+
+from conftest import make_root
+from harness.cli import main
+from harness.results import is_complete, read_record
+
+CSR_RUN = ["run", "-c", "zlib", "-t", "csr", "-j", "1", "--no-progress", "--no-eval"]
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str, options: str = ""):
+    """A small tmpfs at `where` (root only); skips the test where mounting is not allowed."""
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(where)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def remount(where: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
+
+
+class _Budget:
+    """Wraps the write layer's files: ENOSPC once `left` bytes are used up (and from then on)."""
+
+    def __init__(self, left: int, error: int = errno.ENOSPC) -> None:
+        self.left, self.error = left, error
+        self.real = os.fdopen
+
+    def fdopen(self, fd, *args, **kw):
+        fh = self.real(fd, *args, **kw)
+        budget = self
+
+        class Limited:
+            def __getattr__(self, name):
+                return getattr(fh, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                fh.close()
+
+            def write(self, data):
+                budget.left -= len(data)
+                if budget.left < 0:
+                    raise OSError(budget.error, os.strerror(budget.error))
+                return fh.write(data)
+
+        return Limited()
+
+
+def ok_records(out: Path) -> list:
+    records = [read_record(p) for p in (out / "records").rglob("*.json")]
+    return [r for r in records if r is not None and r.status == "ok"]
+
+
+def temp_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("disk,error", [("tmpfs", errno.ENOSPC), ("mocked", errno.ENOSPC), ("mocked", errno.EROFS)])
+def test_a_full_disk_ends_in_one_line_naming_the_file_and_loses_nothing(capsys, tmp_path, monkeypatch, disk, error):
+    root = make_root(tmp_path / "data")
+    with contextlib.ExitStack() as stack:
+        if disk == "tmpfs":
+            out = stack.enter_context(tmpfs(tmp_path / "disk", "128k")) / "run"
+        else:
+            out = tmp_path / "run"
+            budget = _Budget(128 * 1024, error)
+            monkeypatch.setattr(os, "fdopen", budget.fdopen)
+        code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", out)
+        line = one_line_error(err)
+        assert code == 1 and os.strerror(error) in line and f"{out}{os.sep}" in line
+        assert "run the same command again" in line
+        finished = ok_records(out)
+        assert finished and all(is_complete(out, r) for r in finished)
+        assert not [r for r in map(read_record, (out / "records").rglob("*.json")) if r and r.status != "ok"], \
+            "a full or read-only disk is not the codec's fault: no failed rows"
+        assert temp_files(out) == []
+        cut_short = json.loads((out / "run.json").read_text())["invocations"][-1]
+        # counted where run.json could still be written; never "ran" more than really ran
+        assert cut_short.get("ran", len(finished)) == len(finished) and cut_short.get("failed", 0) == 0
+
+        # room again: the same command resumes and redoes nothing already finished
+        if disk == "tmpfs":
+            remount(out.parent, "size=4m")
+        else:
+            monkeypatch.setattr(os, "fdopen", budget.real)
+        code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", out)
+        assert code == 0, err
+        last = json.loads((out / "run.json").read_text())["invocations"][-1]
+        assert last["skipped"] == len(finished) and last["ran"] == 10 - len(finished)
+
+
+def test_a_read_only_output_is_one_line_naming_the_directory(capsys, tmp_path):
+    root = make_root(tmp_path / "data")
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        out = disk / "run"
+        code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", out, "--limit", "1")
+        assert code == 0, err
+        remount(disk, "ro")
+        (root / "llama3/csr/feature_test/Q1.npy").touch()  # nothing changes the key: a resume would only add
+        code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", out)
+        line = one_line_error(err)
+        assert code == 1 and str(out) in line and "Read-only file system" in line
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_honour_the_umask(tmp_path, umask):
+    from harness.npyio import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "x.csv", "a\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.csv").stat().st_mode & 0o777 == 0o666 & ~umask
