@@ -145,3 +145,47 @@ def test_written_files_honour_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert (tmp_path / "x.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+KILLERS = ("plugins_for_tests.pool_killers",)
+
+
+def _pool_run(root, out, codec, executor=None, **kw):
+    from harness.runner import RunRequest, execute
+
+    return execute(RunRequest(codec=codec, data_root=root, out=out, jobs=2, tasks=["csr"], limit=1,
+                              plugin_modules=KILLERS, progress=False, **kw), executor=executor)
+
+
+@pytest.mark.slow  # a few pool start-ups (~7 s)
+def test_a_worker_killed_once_has_its_job_redone_and_the_run_goes_on(tmp_path):
+    root = make_root(tmp_path / "data")
+    marker = tmp_path / "killed-once"
+    outcome = _pool_run(root, tmp_path / "run", "killonce", codec_options={"marker": str(marker)})
+    assert marker.exists(), "the codec never killed its worker"
+    assert outcome.ran == 5 and not outcome.failures
+    assert (outcome.table.status == "ok").all() and len(outcome.table) == 5
+    last = json.loads((tmp_path / "run" / "run.json").read_text())["invocations"][-1]
+    assert (last["ran"], last["failed"]) == (5, 0)
+
+
+@pytest.mark.slow  # a few pool start-ups (~7 s)
+def test_a_job_that_always_kills_its_worker_ends_as_a_failed_row_after_bounded_retries(tmp_path):
+    from harness.executors import LocalPoolExecutor
+
+    root = make_root(tmp_path / "data")
+    out = tmp_path / "run"
+    executor = LocalPoolExecutor(2, retries=1)
+    try:
+        outcome = _pool_run(root, out, "killer", executor=executor)
+    finally:
+        executor.close()
+    assert executor.stats["workers_lost"] == 2 and executor.stats["given_up"] == 1  # first try + 1 retry
+    assert [(f.rate_point, f.status) for f in outcome.failures] == [(4.0, "failed")]
+    assert "worker process died" in outcome.failures[0].error and "2 times" in outcome.failures[0].error
+    table = outcome.table.set_index("rate_point")
+    assert (table.loc[[0.0, 1.0, 2.0, 3.0], "status"] == "ok").all()
+    assert read_record(out / "records" / "csr" / "shift4" / "Q0.json").status == "failed"
+    last = json.loads((out / "run.json").read_text())["invocations"][-1]
+    assert (last["ran"], last["failed"]) == (5, 1)
+    assert temp_files(out) == []
