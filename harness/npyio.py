@@ -6,10 +6,11 @@ code, not data. Every failure names the file and says what is wrong with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 import contextlib
 from dataclasses import dataclass
 import json
+import math
 import os
 from pathlib import Path
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import FeatureError, OutputError
+from harness.errors import FeatureError, OutputError, TableError
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ def read_npy_header(path: str | Path) -> NpyHeader:
     if dtype.hasobject:
         raise FeatureError(f"{path}: holds a pickled object array ({dtype}); "
                            "features must be plain numeric arrays (pickle is never loaded)")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise FeatureError(f"{path}: not a readable .npy file (header shape {shape})")
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: an absurd shape cannot wrap around
     available = path.stat().st_size - offset
     if available < expected:
         raise FeatureError(f"{path}: truncated .npy: header says {shape} {dtype} "
@@ -56,7 +59,7 @@ def read_npy_header(path: str | Path) -> NpyHeader:
 def load_npy(path: str | Path) -> np.ndarray:
     """Load a .npy file without pickle; clear errors for truncated or object files."""
     header = read_npy_header(path)
-    count = int(np.prod(header.shape, dtype=np.int64))
+    count = math.prod(header.shape)
     try:
         with Path(path).open("rb") as fh:
             fh.seek(header.offset)
@@ -75,6 +78,37 @@ def check_finite(array: np.ndarray, path: str | Path) -> None:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
         raise FeatureError(f"{path}: contains non-finite values ({nan} NaN, {inf} Inf)")
+
+
+def read_csv_checked(path: str | Path, what: str, required: Iterable[str] = (),
+                     numeric: Mapping[str, Iterable[str]] | Iterable[str] = ()) -> Any:
+    """A CSV table the harness reads back (results, metrics, anchors) as a DataFrame, or one
+    TableError naming the file: not a table, a required column missing, or a non-number in a
+    `numeric` column (a mapping may allow some words there, e.g. {"rate_point": ["orig"]})."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise TableError(f"{path}: file not found") from None
+    except (ValueError, OSError) as exc:  # parser errors, empty file, not UTF-8 text
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TableError(f"{path}: not a readable {what} ({reason})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise TableError(f"{path}: not a {what}: no column {', '.join(map(repr, missing))}")
+    words = numeric if isinstance(numeric, Mapping) else dict.fromkeys(numeric, ())
+    for column, allowed in words.items():
+        if column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna() & ~frame[column].astype(str).isin(list(allowed))
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise TableError(f"{path}: column {column!r}, line {row + 2}: {frame[column].iloc[row]!r} is not a number")
+        if not allowed:
+            frame[column] = values
+    return frame
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.npyio import atomic_write_json, atomic_write_text
+from harness.npyio import atomic_write_json, atomic_write_text, read_csv_checked
 
 
 @dataclass
@@ -61,6 +61,11 @@ class ResultRecord:
 
 
 COLUMNS = ResultRecord.columns()
+# what a results.csv read back must have (older tables may lack later columns)
+RESULT_COLUMNS = ("codec", "task", "rate_parameter", "rate_point", "sample", "status")
+RESULT_NUMBERS = ("rate_point", "points", "bytes", "bits", "bpfp", "mse", "enc_wall_s", "dec_wall_s")
+METRICS_COLUMNS = ("task", "rate_point", "metric", "value")
+METRICS_NUMBERS = {"value": (), "rate_point": ("orig",)}
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def read_table(run_dir: Path) -> pd.DataFrame:
     if path.exists():
         written = path.stat().st_mtime
         if not any(p.stat().st_mtime > written for p in (run_dir / "records").rglob("*.json")):
-            return pd.read_csv(path)
+            return read_csv_checked(path, "result table", RESULT_COLUMNS, RESULT_NUMBERS)
     return records_frame(collect_records(run_dir))
 
 

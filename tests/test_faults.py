@@ -189,3 +189,103 @@ def test_a_job_that_always_kills_its_worker_ends_as_a_failed_row_after_bounded_r
     last = json.loads((out / "run.json").read_text())["invocations"][-1]
     assert (last["ran"], last["failed"]) == (5, 1)
     assert temp_files(out) == []
+
+
+# ------------------------------------------------------------------ malformed files: one line naming the file
+
+def _npy_with_header(path: Path, shape, data: bytes = b"\0" * 64) -> Path:
+    import numpy as np
+
+    with path.open("wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        fh.write(data)
+    return path
+
+
+@pytest.mark.parametrize("shape", [(2**40, 2**40, 1, 16), (1, 1, 2**61, 4096), (1, 1, -5, 4096)])
+def test_an_overflowing_or_absurd_npy_header_is_one_line(tmp_path, shape):
+    from harness.errors import FeatureError
+    from harness.npyio import load_npy, read_npy_header
+
+    path = _npy_with_header(tmp_path / "x.npy", shape)
+    for read in (read_npy_header, load_npy):
+        with pytest.raises(FeatureError, match=f"^{path}: "):
+            read(path)
+
+
+def test_an_overflowing_feature_through_the_cli(capsys, tmp_path):
+    root = make_root(tmp_path / "data")
+    _npy_with_header(root / "llama3/csr/feature_test/Q0.npy", (1, 1, 2**61, 4096))
+    code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", tmp_path / "run")
+    assert code == 1 and "Q0.npy" in one_line_error(err)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A finished csr run (one sample, two rate points) with a metrics.csv; copied per test."""
+    from harness.runner import RunRequest, execute
+
+    base = tmp_path_factory.mktemp("small")
+    root = make_root(base / "data")
+    out = execute(RunRequest(codec="zlib", data_root=root, out=base / "run", jobs=1, tasks=["csr"], limit=1,
+                             rate_points=[2, 4], progress=False)).run_dir
+    (out / "metrics.csv").write_text("task,rate_point,metric,value,primary\ncsr,orig,acc,0.5,True\n"
+                                     "csr,2,acc,0.5,True\ncsr,4,acc,0.4,True\n")
+    return out
+
+
+@pytest.fixture
+def run_copy(small_run, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(small_run, tmp_path / "run"))
+
+
+GARBAGE = {
+    "binary": b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 20,
+    "empty": b"",
+    "other columns": b"a,b\n1,2\n",
+    "ragged": b"task,rate_point\ncsr,1,2,3,4\n\"unclosed\n",
+}
+
+
+@pytest.mark.parametrize("kind", GARBAGE)
+@pytest.mark.parametrize("table", ["results.csv", "metrics.csv"])
+def test_a_malformed_results_or_metrics_table_is_one_line(capsys, run_copy, table, kind):
+    (run_copy / table).write_bytes(GARBAGE[kind])
+    code, _, err = run_cli(capsys, "compare", run_copy, run_copy)
+    assert code == 1 and f"{run_copy / table}: " in one_line_error(err)
+
+
+def test_a_non_number_in_a_table_column_is_one_line_naming_the_column(capsys, run_copy):
+    text = (run_copy / "metrics.csv").read_text().replace("0.4", "zero point four")
+    (run_copy / "metrics.csv").write_text(text)
+    code, _, err = run_cli(capsys, "compare", run_copy, run_copy)
+    line = one_line_error(err)
+    assert code == 1 and f"{run_copy / 'metrics.csv'}: " in line and "'value'" in line
+
+
+@pytest.mark.parametrize("content", ["[]", '"a run"', '{"codec": "zlib"}', '{"invocations": 3, "run_key": []}',
+                                     "{", "\xff\xfe"])
+@pytest.mark.parametrize("command", ["report", "verify", "compare", "run"])
+def test_a_malformed_run_json_is_one_line(capsys, small_run, run_copy, content, command):
+    (run_copy / "run.json").write_bytes(content.encode("latin-1"))
+    args = {"report": ["report", run_copy], "verify": ["verify", run_copy, "-j", "1"],
+            "compare": ["compare", run_copy, run_copy, "--on", "mse"],
+            "run": [*CSR_RUN, "--data-root", small_run.parent / "data", "--out", run_copy]}[command]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 1 and f"{run_copy / 'run.json'}: " in one_line_error(err)
+
+
+@pytest.mark.parametrize("sheet", [
+    "anchor,task\nbadanchor,csr\n",  # columns missing
+    "anchor,task,rate_index,bpfp,metric,metric_name,higher_is_better,mse,source\n"
+    "badanchor,csr,0,lots,0.5,acc,True,1.0,x\n",  # a word where a number belongs
+])
+def test_a_malformed_anchor_sheet_is_one_line(capsys, run_copy, tmp_path, monkeypatch, sheet):
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+    (anchors / "bad.csv").write_text(sheet)
+    monkeypatch.setenv("FCM_HARNESS_ANCHORS", str(anchors))
+    code, _, err = run_cli(capsys, "compare", "badanchor", run_copy, "--on", "mse")
+    assert code == 1 and f"{anchors / 'bad.csv'}: " in one_line_error(err)
