@@ -289,3 +289,103 @@ def test_a_malformed_anchor_sheet_is_one_line(capsys, run_copy, tmp_path, monkey
     monkeypatch.setenv("FCM_HARNESS_ANCHORS", str(anchors))
     code, _, err = run_cli(capsys, "compare", "badanchor", run_copy, "--on", "mse")
     assert code == 1 and f"{anchors / 'bad.csv'}: " in one_line_error(err)
+
+
+# ------------------------------------------------------------------ pictures are inert
+
+TEX_LIKE = ["$x$ y$", "a$_$b", r"codec $\foo$", "x$^$"]
+
+
+@pytest.mark.parametrize("label", TEX_LIKE)
+def test_curve_labels_are_never_parsed_as_tex(tmp_path, label):
+    import pandas as pd
+
+    from harness.curves import Curve
+    from harness.figures import curve_plot
+
+    points = pd.DataFrame({"task": ["csr"] * 2, "bpfp": [1.0, 2.0], "mse": [0.2, 0.1]})
+    written = curve_plot(f"csr {label}", [Curve(label, points, "test")], "mse", f"MSE {label}", tmp_path / "f")
+    assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
+
+
+def test_a_report_of_a_codec_whose_name_looks_like_tex_renders(capsys, run_copy):
+    meta = json.loads((run_copy / "run.json").read_text())
+    meta["codec"]["name"] = "zlib a$_$b"  # a third-party codec's name is a curve label of the report
+    (run_copy / "run.json").write_text(json.dumps(meta))
+    code, _, err = run_cli(capsys, "report", run_copy)
+    assert code == 0, err
+    pictures = list((run_copy / "report").rglob("*.png"))
+    assert pictures and all(p.stat().st_size > 0 for p in pictures)
+
+
+def test_figures_are_written_atomically_and_honour_the_umask(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from harness.curves import Curve
+    from harness.figures import curve_plot
+
+    (tmp_path / "f.png").write_bytes(b"the previous picture")
+    points = pd.DataFrame({"task": ["csr"] * 2, "bpfp": [1.0, 2.0], "mse": [0.2, 0.1]})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the picture is drawn, but cannot be stored
+    with pytest.raises(Exception, match=f"{tmp_path / 'f.png'}: .*No space left on device"):
+        curve_plot("csr", [Curve("c", points, "test")], "mse", "MSE", tmp_path / "f")
+    assert (tmp_path / "f.png").read_bytes() == b"the previous picture" and temp_files(tmp_path) == []
+    monkeypatch.undo()
+    old = os.umask(0o027)
+    try:
+        written = curve_plot("csr", [Curve("c", points, "test")], "mse", "MSE", tmp_path / "f")
+    finally:
+        os.umask(old)
+    assert {p.stat().st_mode & 0o777 for p in written} == {0o640}
+
+
+# ------------------------------------------------------------------ dataset builds
+
+SLOW_BUILD = """
+import time
+from harness.ctc import load_ctc
+from harness.datasets import DatasetSpec
+from harness.sources import prepare_builtin
+
+def slow(ctc, root, progress):
+    (root / "half.npy").write_bytes(b"x" * 1000)
+    print("started", flush=True)
+    time.sleep(60)
+
+prepare_builtin(DatasetSpec("slow", "test", slow), load_ctc(), progress=False)
+"""
+
+
+def test_the_staging_folder_of_a_killed_dataset_build_is_removed_by_the_next_build(tmp_path, monkeypatch):
+    import sys
+
+    from harness.ctc import load_ctc
+    from harness.datasets import DatasetSpec
+    from harness.sources import prepare_builtin
+
+    monkeypatch.setenv("FCM_HARNESS_CACHE", str(tmp_path / "cache"))
+    datasets = tmp_path / "cache" / "datasets"
+    builder = subprocess.Popen([sys.executable, "-c", SLOW_BUILD], stdout=subprocess.PIPE)
+    try:
+        assert builder.stdout.readline().strip() == b"started"
+        staging = [p for p in datasets.iterdir() if p.is_dir()]
+        assert [p.name for p in staging] == [f"slow-v1.tmp-{builder.pid}"]
+        from harness.sources import remove_dead_builds
+
+        remove_dead_builds(datasets / "slow-v1")
+        assert staging[0].is_dir(), "a build still running keeps its folder"
+    finally:
+        builder.kill()
+        builder.wait()
+        builder.stdout.close()
+
+    def quick(ctc, root, progress):
+        (root / "done.txt").write_text("ok")
+
+    made = prepare_builtin(DatasetSpec("slow", "test", quick), load_ctc(), progress=False)
+    assert (made / "done.txt").read_text() == "ok"
+    assert sorted(p.name for p in datasets.iterdir()) == ["slow-v1"]
