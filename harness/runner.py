@@ -7,7 +7,8 @@ nothing already finished, because each job writes its own record atomically.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+import contextlib
 from dataclasses import dataclass, field
 import hashlib
 import os
@@ -24,11 +25,12 @@ from harness.dataset import Dataset, check_header, check_sample_id, read_id_file
 from harness.errors import DatasetError, HarnessError, OutputError, RunError
 from harness.executors import Executor, local_executor
 from harness.jobs import Job, registry_for, run_job
+from harness.locks import Locked, exclusive
 from harness.npyio import atomic_write_json
 from harness.provenance import check_resumable, now, read_run_json, write_run_json
 from harness.registry import Registered
 from harness.results import ResultRecord, is_complete, job_paths, read_record, write_table
-from harness.sources import resolve_ctc, resolve_dataset
+from harness.sources import DatasetSource, resolve_ctc, resolve_dataset
 from harness.validate import sha256_file
 
 T = TypeVar("T")
@@ -173,6 +175,32 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
     source = resolve_dataset(request.dataset, request.data_root, ctc, registry, progress=request.progress)
     run_dir = Path(request.out) if request.out else default_out(source.label, spec.name)
     prepare_run_dir(run_dir)
+    with run_dir_lock(run_dir):
+        return _plan_and_run(request, executor, registered, ctc, source, run_dir)
+
+
+RUN_LOCK = ".harness-run.lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Held for a whole run: a second run on the same --out is refused instead of interleaving its
+    records, table and run.json with the first's. The kernel frees it when a run dies."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(exclusive(run_dir / RUN_LOCK))
+        except Locked as exc:
+            who = f"pid {exc.pid}" if exc.pid else "another process"
+            raise RunError(f"{run_dir}: another harness run ({who}) is using this directory; "
+                           "wait for it to end or use another --out") from None
+        except OSError as exc:
+            raise RunError(f"{run_dir}: cannot lock the run directory ({exc.strerror or exc})") from None
+        yield
+
+
+def _plan_and_run(request: RunRequest, executor: Executor | None, registered: Registered, ctc: CTC,
+                  source: DatasetSource, run_dir: Path) -> RunOutcome:
+    spec: CodecSpec = registered.spec
     jobs = plan(request, registered, ctc, source.dataset, run_dir)
 
     tasks = sorted({j.task for j in jobs})

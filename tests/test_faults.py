@@ -389,3 +389,37 @@ def test_the_staging_folder_of_a_killed_dataset_build_is_removed_by_the_next_bui
     made = prepare_builtin(DatasetSpec("slow", "test", quick), load_ctc(), progress=False)
     assert (made / "done.txt").read_text() == "ok"
     assert sorted(p.name for p in datasets.iterdir()) == ["slow-v1"]
+
+
+# ------------------------------------------------------------------ two runs on one --out
+
+HOLD_RUN_LOCK = """
+import sys, time
+from pathlib import Path
+from harness.locks import exclusive
+from harness.runner import RUN_LOCK
+with exclusive(Path(sys.argv[1]) / RUN_LOCK):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(capsys, tmp_path):
+    import sys
+
+    root = make_root(tmp_path / "data")
+    out = tmp_path / "run"
+    out.mkdir()
+    first = subprocess.Popen([sys.executable, "-c", HOLD_RUN_LOCK, str(out)], stdout=subprocess.PIPE)
+    try:
+        assert first.stdout.readline().strip() == b"held"
+        code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", out, "--limit", "1")
+        line = one_line_error(err)
+        assert code == 1 and str(out) in line and f"pid {first.pid}" in line and "--out" in line
+        assert not (out / "records").exists(), "the refused run touched nothing"
+    finally:
+        first.kill()
+        first.wait()
+        first.stdout.close()
+    code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", out, "--limit", "1")
+    assert code == 0, err  # the lock of a dead run is free
