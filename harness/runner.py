@@ -271,7 +271,7 @@ def _wrap_up(run_dir: Path, invocation: dict, tally: Tally, quiet: bool = False)
 def _unless_quiet(step: Callable[[], T], quiet: bool) -> T | None:
     try:
         return step()
-    except HarnessError:
+    except Exception:
         if not quiet:
             raise
         return None
