@@ -19,8 +19,8 @@ import pandas as pd
 from harness.bdrate import BDResult, bd_metric, bd_rate
 from harness.ctc import CTC
 from harness.errors import HarnessError, unknown_name
-from harness.npyio import atomic_write_text
-from harness.results import primary_metrics, read_table, secondary_columns, summary
+from harness.npyio import atomic_write_text, read_csv_checked
+from harness.results import METRICS_COLUMNS, METRICS_NUMBERS, primary_metrics, read_table, secondary_columns, summary
 
 ANCHOR_COLUMNS = ["anchor", "task", "rate_index", "bpfp", "metric", "metric_name", "higher_is_better", "mse", "source"]
 ANCHORS_ENV = "FCM_HARNESS_ANCHORS"
@@ -166,7 +166,7 @@ def load_run_curve(run_dir: Path, ctc: CTC, on: str = "metric") -> Curve:
     metrics_path = run_dir / "metrics.csv"
     table = table.rename(columns={"enc_wall_s": "enc_s", "dec_wall_s": "dec_s"})
     if metrics_path.exists():
-        every = pd.read_csv(metrics_path)
+        every = read_csv_checked(metrics_path, "metrics table", METRICS_COLUMNS, METRICS_NUMBERS)
         metrics = primary_metrics(every)
         metrics = metrics[metrics.rate_point.astype(str) != "orig"].copy()
         metrics["rate_point"] = metrics.rate_point.astype(float)

@@ -71,7 +71,6 @@ import dataclasses
 import functools
 import logging
 import os
-from pathlib import Path
 import socket
 import sys
 from typing import Any, TypeVar
@@ -81,42 +80,18 @@ import dask
 from distributed import Client, LocalCluster, as_completed
 from distributed.scheduler import KilledWorker
 
+from harness.executors import WorkerDied, remove_temp_files
+from harness.executors import lost_job_record as failed_record
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 # --------------------------------------------------------------------------- worker side
 
-def _job_temp_files(job: Any) -> list[Path]:
-    """Leftover temp files of this job's atomic writes (from a worker killed mid-write)."""
-    from harness.jobs import Job
-    from harness.results import job_paths
-
-    if not isinstance(job, Job):
-        return []
-    paths = job_paths(Path(job.run_dir), job.task, job.rate_label, job.sample)
-    found = []
-    for target in (paths.bitstream, paths.record):
-        prefix = f".{target.name}."
-        try:
-            names = os.listdir(target.parent)
-        except OSError:
-            continue
-        found += [target.parent / n for n in names if n.startswith(prefix) and n.endswith(".tmp")]
-    return found
-
-
-def _remove_temp_files(job: Any) -> None:
-    for path in _job_temp_files(job):
-        try:
-            path.unlink()
-        except OSError:
-            pass
-
-
 def _call(fn: Callable[[T], R], job: T) -> tuple[R, str]:
     """What a Dask task runs: clean up after an earlier killed attempt, run, say where."""
-    _remove_temp_files(job)
+    remove_temp_files(job)
     return fn(job), f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -135,21 +110,9 @@ def _portable(job: Any) -> Any:
 
 def lost_job_record(job: Any, exc: BaseException) -> Any:
     """Default for a job Dask gave up on: a failed ResultRecord, written like a worker would."""
-    from harness.jobs import Job
-    from harness.results import ResultRecord, job_paths, write_record
-
-    if not isinstance(job, Job):
-        raise exc
     if isinstance(exc, KilledWorker):
-        error = (f"worker: the worker process died while running this job "
-                 f"{exc.allowed_failures + 1} times (dask KilledWorker); not retried further")
-    else:
-        error = f"worker: {type(exc).__name__}: {exc}"
-    record = ResultRecord(job.codec, "", job.task, job.rate_parameter, job.rate_point, job.sample,
-                          status="failed", error=error.replace("\n", " | ")[:2000])
-    _remove_temp_files(job)
-    write_record(job_paths(Path(job.run_dir), job.task, job.rate_label, job.sample).record, record)
-    return record
+        exc = WorkerDied(exc.allowed_failures + 1, "dask KilledWorker")
+    return failed_record(job, exc)
 
 
 def _say(message: str) -> None:
@@ -339,7 +302,7 @@ def make_executor(kind: str, jobs: int | None = None, scheduler: str | None = No
     if kind == "local":
         if scheduler:
             raise ValueError("--scheduler needs --executor dask")
-        return local_executor(jobs or os.cpu_count() or 1)
+        return local_executor(jobs or os.cpu_count() or 1, retries)
     if kind == "dask":
         if scheduler:
             return DaskExecutor(scheduler=scheduler, retries=retries)

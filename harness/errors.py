@@ -38,6 +38,15 @@ class RunError(HarnessError):
     """A run directory cannot be used (unwritable, from another configuration)."""
 
 
+class TableError(HarnessError):
+    """A CSV table the harness reads back (results, metrics, anchors) is malformed."""
+
+
+class OutputError(RunError):
+    """The harness cannot write a file (disk full, read-only, no permission): not a codec fault,
+    so a run stops there instead of recording failed jobs."""
+
+
 def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:
     """'unknown codec 'vcc'; did you mean 'vvc'? available: a, b' (for errors)."""
     choices = sorted(available)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 
 from harness.errors import CodecError
+from harness.npyio import atomic_write_bytes
 
 
 def _tail(text: bytes, lines: int = 8) -> str:
@@ -45,8 +46,7 @@ def run_tool(args: Sequence[str | os.PathLike], *, timeout: float | None = None,
         proc.wait()
         raise
     if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_bytes(out + b"\n--- stderr ---\n" + err)
+        atomic_write_bytes(log, out + b"\n--- stderr ---\n" + err)
     if proc.returncode != 0:
         raise CodecError(f"{label}: exit code {proc.returncode}; last output: {_tail(err + out)}")
     return out

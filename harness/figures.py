@@ -1,11 +1,20 @@
-"""Pictures for reports: rate-accuracy and rate-distortion curves (matplotlib, no display)."""
+"""Pictures for reports: rate-accuracy and rate-distortion curves (matplotlib, no display).
+
+Every plotting function of the harness (here, in training and in analysis) draws under
+`plain_text()`, so a `$` in a codec name, curve label or title is shown as written,
+never parsed as TeX, and stores its picture with `save_figure` (atomic, honours the umask).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import contextlib
+import io
 from pathlib import Path
+from typing import Any
 
 from harness.curves import Curve
+from harness.npyio import atomic_write_bytes
 
 
 def _pyplot():
@@ -17,6 +26,44 @@ def _pyplot():
     return plt
 
 
+class plain_text(contextlib.ContextDecorator):
+    """Text drawn inside (a `with` block or a decorated function) is never TeX: matplotlib's
+    mathtext would fail on a label such as 'a$_$b' and typeset '$5 or $6' as math.
+    matplotlib is imported on entry, not when a module using the decorator is imported."""
+
+    def _recreate_cm(self) -> plain_text:  # a fresh context per decorated call (nesting, threads)
+        return plain_text()
+
+    def __enter__(self) -> plain_text:
+        import matplotlib
+
+        self._rc = matplotlib.rc_context({"text.parse_math": False, "text.usetex": False})
+        self._rc.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._rc.__exit__(*exc)
+
+
+def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
+    """Render into memory, then write atomically: a reader never sees half a picture, a full disk
+    is one line naming the file, and the file honours the umask."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or None, **savefig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _save_png_and_svg(fig: Any, path: Path) -> list[Path]:
+    plt = _pyplot()
+    try:
+        return [save_figure(fig, path.with_suffix(suffix)) for suffix in (".png", ".svg")]
+    finally:
+        plt.close(fig)
+
+
+@plain_text()
 def curve_plot(task: str, curves: Sequence[Curve], y: str, ylabel: str, path: Path,
                transform=None, logx: bool = True) -> list[Path]:
     """One line per curve of `y` against BPFP for `task`; writes PNG and SVG, returns both paths."""
@@ -36,16 +83,10 @@ def curve_plot(task: str, curves: Sequence[Curve], y: str, ylabel: str, path: Pa
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    written = []
-    for suffix in (".png", ".svg"):
-        out = path.with_suffix(suffix)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-        written.append(out)
-    plt.close(fig)
-    return written
+    return _save_png_and_svg(fig, path)
 
 
+@plain_text()
 def scatter_fit(task: str, x, y, r2: float, xlabel: str, ylabel: str, path: Path) -> list[Path]:
     """Distortion-accuracy scatter with its least-squares line (paper Table 5's R²)."""
     import numpy as np
@@ -62,10 +103,4 @@ def scatter_fit(task: str, x, y, r2: float, xlabel: str, ylabel: str, path: Path
     ax.set_title(f"{task}: R² = {r2:.3f}")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    written = []
-    for suffix in (".png", ".svg"):
-        out = path.with_suffix(suffix)
-        fig.savefig(out)
-        written.append(out)
-    plt.close(fig)
-    return written
+    return _save_png_and_svg(fig, path)

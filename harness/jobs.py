@@ -23,7 +23,7 @@ import numpy as np
 from harness.codec import Codec, CodecSpec, encode_log, finish_encode, format_rate_point
 from harness.ctc import CTC, load_ctc
 from harness.dataset import load_feature
-from harness.errors import CodecError, HarnessError
+from harness.errors import CodecError, HarnessError, OutputError
 from harness.processing import Preprocessor
 from harness.registry import Registry, default_registry
 from harness.results import ResultRecord, job_paths, sha256_bytes, write_record
@@ -212,6 +212,8 @@ def run_job(job: Job) -> ResultRecord:
         record.bitstream_sha256 = sha256_bytes(stored)
         record.recon_sha256 = canonical_hash(decoded)
         record.bitstream_path = paths.relative_bitstream
+    except OutputError:  # the harness cannot write (disk full, read-only): not the codec's fault, stop
+        raise
     except HarnessError as exc:
         record.status, record.error = "failed", f"{stage}: {exc}"
     except Exception as exc:  # a third-party codec may raise anything

@@ -6,9 +6,11 @@ code, not data. Every failure names the file and says what is wrong with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+import contextlib
 from dataclasses import dataclass
 import json
+import math
 import os
 from pathlib import Path
 import tempfile
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import FeatureError, RunError
+from harness.errors import FeatureError, OutputError, TableError
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ def read_npy_header(path: str | Path) -> NpyHeader:
     if dtype.hasobject:
         raise FeatureError(f"{path}: holds a pickled object array ({dtype}); "
                            "features must be plain numeric arrays (pickle is never loaded)")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise FeatureError(f"{path}: not a readable .npy file (header shape {shape})")
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: an absurd shape cannot wrap around
     available = path.stat().st_size - offset
     if available < expected:
         raise FeatureError(f"{path}: truncated .npy: header says {shape} {dtype} "
@@ -55,7 +59,7 @@ def read_npy_header(path: str | Path) -> NpyHeader:
 def load_npy(path: str | Path) -> np.ndarray:
     """Load a .npy file without pickle; clear errors for truncated or object files."""
     header = read_npy_header(path)
-    count = int(np.prod(header.shape, dtype=np.int64))
+    count = math.prod(header.shape)
     try:
         with Path(path).open("rb") as fh:
             fh.seek(header.offset)
@@ -76,6 +80,37 @@ def check_finite(array: np.ndarray, path: str | Path) -> None:
         raise FeatureError(f"{path}: contains non-finite values ({nan} NaN, {inf} Inf)")
 
 
+def read_csv_checked(path: str | Path, what: str, required: Iterable[str] = (),
+                     numeric: Mapping[str, Iterable[str]] | Iterable[str] = ()) -> Any:
+    """A CSV table the harness reads back (results, metrics, anchors) as a DataFrame, or one
+    TableError naming the file: not a table, a required column missing, or a non-number in a
+    `numeric` column (a mapping may allow some words there, e.g. {"rate_point": ["orig"]})."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise TableError(f"{path}: file not found") from None
+    except (ValueError, OSError) as exc:  # parser errors, empty file, not UTF-8 text
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TableError(f"{path}: not a readable {what} ({reason})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise TableError(f"{path}: not a {what}: no column {', '.join(map(repr, missing))}")
+    words = numeric if isinstance(numeric, Mapping) else dict.fromkeys(numeric, ())
+    for column, allowed in words.items():
+        if column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna() & ~frame[column].astype(str).isin(list(allowed))
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise TableError(f"{path}: column {column!r}, line {row + 2}: {frame[column].iloc[row]!r} is not a number")
+        if not allowed:
+            frame[column] = values
+    return frame
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one."""
     _atomic(Path(path), lambda fh: fh.write(data))
@@ -93,18 +128,36 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     _atomic(Path(path), lambda fh: np.save(fh, array, allow_pickle=False))
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write through a temp file in the same folder, then rename; any OSError (disk full,
+    read-only, permission) becomes one OutputError naming the file, leaving no temp file."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise RunError(f"{path.parent}: cannot write here ({exc.strerror or exc})") from None
-    try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600 whatever the umask
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise

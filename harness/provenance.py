@@ -29,14 +29,41 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+# the parts of run.json the harness reads: their JSON types, and what a finished description holds
+_SECTIONS = {"codec": dict, "ctc": dict, "dataset": dict, "run_key": dict, "invocations": list}
+_KEY_SECTIONS = ("dataset_fingerprints", "model_fingerprints", "codec_options")
+_REQUIRED = (("codec", "name"), ("ctc", "sha256"), ("dataset", "name"), ("dataset", "root"))
+
+
 def read_run_json(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "run.json"
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise RunError(f"{path}: unreadable run description ({exc}); move it away or use another --out") from None
+    _check_sections(data, path)
+    return data
+
+
+def _check_sections(data: Any, path: Path) -> None:
+    """The parts read later must have the right JSON types: one line here, not a traceback there."""
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: not a run description (a JSON object expected, found {_json_type(data)})")
+    for section, kind in _SECTIONS.items():
+        if section in data and not isinstance(data[section], kind):
+            raise RunError(f"{path}: field '{section}' must be a JSON {_json_type(kind())}, "
+                           f"found {_json_type(data[section])}")
+    for section in _KEY_SECTIONS:
+        value = data.get("run_key", {}).get(section, {})
+        if not isinstance(value, dict):
+            raise RunError(f"{path}: field 'run_key.{section}' must be a JSON object, found {_json_type(value)}")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def load_run_meta(run_dir: Path) -> dict[str, Any]:
@@ -44,6 +71,9 @@ def load_run_meta(run_dir: Path) -> dict[str, Any]:
     meta = read_run_json(Path(run_dir))
     if meta is None:
         raise RunError(f"{run_dir}: not a run directory (no run.json)")
+    for section, field in _REQUIRED:
+        if not isinstance(meta.get(section, {}).get(field), str):
+            raise RunError(f"{Path(run_dir) / 'run.json'}: field '{section}.{field}' missing or not a string")
     return meta
 
 

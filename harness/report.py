@@ -22,9 +22,9 @@ import pandas as pd
 from harness.ctc import CTC
 from harness.curves import Curve, compare, load_anchor, load_run_curve, resolve_curve
 from harness.figures import curve_plot, scatter_fit
-from harness.npyio import atomic_write_text
+from harness.npyio import atomic_write_text, read_csv_checked
 from harness.provenance import load_run_meta
-from harness.results import SECONDARY_PREFIX, primary_metrics
+from harness.results import METRICS_COLUMNS, METRICS_NUMBERS, SECONDARY_PREFIX, primary_metrics
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _originals(run_dir: Path) -> dict[str, float]:
     path = run_dir / "metrics.csv"
     if not path.exists():
         return {}
-    metrics = primary_metrics(pd.read_csv(path))
+    metrics = primary_metrics(read_csv_checked(path, "metrics table", METRICS_COLUMNS, METRICS_NUMBERS))
     orig = metrics[metrics.rate_point.astype(str) == "orig"]
     return dict(zip(orig.task, orig.value))
 

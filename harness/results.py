@@ -67,6 +67,9 @@ class ResultRecord:
 
 COLUMNS = ResultRecord.columns()
 KEY_FIELDS = ("codec", "task", "rate_parameter", "rate_point", "sample", "status")
+# what a metrics.csv read back must have
+METRICS_COLUMNS = ("task", "rate_point", "metric", "value")
+METRICS_NUMBERS = {"value": (), "rate_point": ("orig",)}
 
 
 @dataclass(frozen=True)

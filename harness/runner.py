@@ -7,12 +7,14 @@ nothing already finished, because each job writes its own record atomically.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+import contextlib
 from dataclasses import dataclass, field
 import hashlib
 import os
 from pathlib import Path
 import sys
+from typing import TypeVar
 
 import pandas as pd
 from tqdm import tqdm
@@ -20,16 +22,19 @@ from tqdm import tqdm
 from harness.codec import CodecSpec
 from harness.ctc import CTC
 from harness.dataset import Dataset, check_header, check_sample_id, read_id_file
-from harness.errors import DatasetError, HarnessError, RunError
+from harness.errors import DatasetError, HarnessError, OutputError, RunError
 from harness.executors import Executor, local_executor
 from harness.feature_hashes import FeatureHashes, content_fingerprint
 from harness.jobs import Job, registry_for, run_job
+from harness.locks import Locked, exclusive
 from harness.npyio import atomic_write_json
 from harness.provenance import check_resumable, now, read_run_json, write_run_json
 from harness.registry import Registered
 from harness.results import ResultRecord, is_complete, job_paths, read_record, write_table
-from harness.sources import cache_dir, resolve_ctc, resolve_dataset
+from harness.sources import DatasetSource, cache_dir, resolve_ctc, resolve_dataset
 from harness.validate import sha256_file
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -180,6 +185,32 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
     source = resolve_dataset(request.dataset, request.data_root, ctc, registry, progress=request.progress)
     run_dir = Path(request.out) if request.out else default_out(source.label, spec.name)
     prepare_run_dir(run_dir)
+    with run_dir_lock(run_dir):
+        return _plan_and_run(request, executor, registered, ctc, source, run_dir)
+
+
+RUN_LOCK = ".harness-run.lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Held for a whole run: a second run on the same --out is refused instead of interleaving its
+    records, table and run.json with the first's. The kernel frees it when a run dies."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(exclusive(run_dir / RUN_LOCK))
+        except Locked as exc:
+            who = f"pid {exc.pid}" if exc.pid else "another process"
+            raise RunError(f"{run_dir}: another harness run ({who}) is using this directory; "
+                           "wait for it to end or use another --out") from None
+        except OSError as exc:
+            raise RunError(f"{run_dir}: cannot lock the run directory ({exc.strerror or exc})") from None
+        yield
+
+
+def _plan_and_run(request: RunRequest, executor: Executor | None, registered: Registered, ctc: CTC,
+                  source: DatasetSource, run_dir: Path) -> RunOutcome:
+    spec: CodecSpec = registered.spec
     jobs = plan(request, registered, ctc, source.dataset, run_dir)
 
     tasks = sorted({j.task for j in jobs})
@@ -211,22 +242,57 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
     }
     write_run_json(run_dir, existing, key, details, invocation)
 
-    failures: list[ResultRecord] = []
+    tally = Tally()
     try:
-        failures = _run_jobs(pending, request, executor, spec.name, len(jobs))
-    finally:  # interrupted or not, the table reflects every finished job
-        invocation["finished"] = now()
-        invocation["ran"], invocation["failed"] = len(pending), len(failures)
-        table = write_table(run_dir)
-        _finish_run_json(run_dir, invocation)
-    return RunOutcome(run_dir, len(jobs), len(jobs) - len(pending), len(pending), failures, table)
+        _run_jobs(pending, request, executor, spec.name, len(jobs), tally)
+    except BaseException as exc:  # interrupted, disk full, ...: the table still shows every finished job
+        _wrap_up(run_dir, invocation, tally, quiet=True)
+        if isinstance(exc, OutputError):
+            raise OutputError(f"{exc}; {RESUME_HINT}") from None
+        raise
+    table = _wrap_up(run_dir, invocation, tally)
+    return RunOutcome(run_dir, len(jobs), len(jobs) - len(pending), tally.ran, tally.failures, table)
+
+
+RESUME_HINT = "finished jobs are kept: make room (or make it writable) and run the same command again to resume"
+
+
+@dataclass
+class Tally:
+    """What a run really did, for run.json even when it is cut short."""
+
+    ran: int = 0
+    failures: list[ResultRecord] = field(default_factory=list)
+
+    def add(self, record: ResultRecord) -> None:
+        self.ran += 1
+        if record.status != "ok":
+            self.failures.append(record)
+
+
+def _wrap_up(run_dir: Path, invocation: dict, tally: Tally, quiet: bool = False) -> pd.DataFrame | None:
+    """Rebuild results.csv and count this invocation in run.json. `quiet` when another error is
+    already on its way: then a failure here (e.g. the same full disk) must not replace it."""
+    invocation.update(finished=now(), ran=tally.ran, failed=len(tally.failures))
+    # each on its own: the small run.json may fit where results.csv did not
+    table = _unless_quiet(lambda: write_table(run_dir), quiet)
+    _unless_quiet(lambda: _finish_run_json(run_dir, invocation), quiet)
+    return table
+
+
+def _unless_quiet(step: Callable[[], T], quiet: bool) -> T | None:
+    try:
+        return step()
+    except Exception:
+        if not quiet:
+            raise
+        return None
 
 
 def _run_jobs(pending: list[Job], request: RunRequest, executor: Executor | None, label: str,
-              total: int) -> list[ResultRecord]:
-    failures: list[ResultRecord] = []
+              total: int, tally: Tally) -> None:
     if not pending:
-        return failures
+        return
     workers = request.jobs or os.cpu_count() or 1
     owned = executor is None  # an executor passed in belongs to the caller, who closes it
     executor = executor or local_executor(min(workers, len(pending)))
@@ -234,15 +300,14 @@ def _run_jobs(pending: list[Job], request: RunRequest, executor: Executor | None
                disable=not request.progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for record in executor.run(run_job, pending):
+            tally.add(record)
             if record.status != "ok":
-                failures.append(record)
-                bar.set_postfix(failed=len(failures))
+                bar.set_postfix(failed=len(tally.failures))
             bar.update(1)
     finally:
         bar.close()
         if owned:
             executor.close()
-    return failures
 
 
 def _finish_run_json(run_dir: Path, invocation: dict) -> None:

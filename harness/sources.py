@@ -8,6 +8,7 @@ same official-layout reader as real data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import glob
 import os
 from pathlib import Path
 import shutil
@@ -19,6 +20,7 @@ from harness.ctc import CTC, builtin_ctc_dir, load_ctc
 from harness.dataset import Dataset
 from harness.datasets import DatasetSpec
 from harness.errors import DatasetError, HarnessError
+from harness.locks import Locked, exclusive
 from harness.registry import Registry
 
 DEFAULT_DATASET = "demo"
@@ -72,12 +74,42 @@ def prepare_builtin(spec: DatasetSpec, ctc: CTC, progress: bool = True, label: s
     if (target / ".complete").exists():
         return target
     staging = target.with_name(target.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
     try:
-        staging.mkdir(parents=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_builds(target)
+        with exclusive(_build_lock(staging)):  # held while building: tells live builds from killed ones
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            _build(spec, ctc, staging, target, progress, source)
+        _build_lock(staging).unlink(missing_ok=True)
     except OSError as exc:
-        raise HarnessError(f"{staging}: cannot create the dataset cache ({exc.strerror}); "
-                           "set FCM_HARNESS_CACHE to a writable directory") from None
+        if exc.filename is not None and not Path(exc.filename).is_relative_to(target.parent):
+            raise  # not the cache's fault (e.g. a source file): the CLI names that file
+        raise HarnessError(f"{exc.filename or staging}: cannot make the dataset cache ({exc.strerror or exc}); "
+                           "set FCM_HARNESS_CACHE to a writable directory with room") from None
+    return target
+
+
+def _build_lock(staging: Path) -> Path:
+    return staging.with_name(staging.name + ".lock")
+
+
+def remove_dead_builds(target: Path) -> None:
+    """Remove the staging folders of builds of `target` whose process died (killed, crashed):
+    a builder locks its folder's lock file before making the folder, so a folder whose lock is
+    free belongs to nobody. Folders of builds still running are left alone."""
+    found = target.parent.glob(f"{glob.escape(target.name)}.tmp-*")
+    for folder in {p.with_name(p.name.removesuffix(".lock")) for p in found}:  # a lock without a folder too
+        lock = _build_lock(folder)
+        try:
+            with exclusive(lock):
+                shutil.rmtree(folder, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+        except (Locked, OSError):
+            continue
+
+
+def _build(spec: DatasetSpec, ctc: CTC, staging: Path, target: Path, progress: bool, source: Path | None) -> None:
     bar = tqdm(desc=f"making dataset '{spec.name}'", unit="file", disable=not progress, file=sys.stderr)
 
     def report(done: int, total: int) -> None:
@@ -100,4 +132,3 @@ def prepare_builtin(spec: DatasetSpec, ctc: CTC, progress: bool = True, label: s
         raise
     finally:
         bar.close()
-    return target

@@ -17,6 +17,7 @@ from harness.codec import CodecSpec
 from harness.ctc import CTC
 from harness.dataset import load_feature
 from harness.errors import DatasetError, HarnessError
+from harness.figures import plain_text, save_figure
 from harness.npyio import atomic_write_json
 from harness.processing import Preprocessor
 
@@ -74,6 +75,7 @@ def train_codec(spec: CodecSpec, ctc: CTC, task: str, rate_point: float, feature
     return {"checkpoint": checkpoint, "history": history}
 
 
+@plain_text()
 def plot_history(history: list[dict], path: Path, title: str) -> Path:
     import matplotlib
 
@@ -91,6 +93,6 @@ def plot_history(history: list[dict], path: Path, title: str) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

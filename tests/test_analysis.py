@@ -346,7 +346,8 @@ def test_analyze_command_with_a_run(tmp_path, capsys):
     assert "zlib run @ shift4" in html and (out / "tti_hist.png").stat().st_size > 2000
     other = tmp_path / "other"
     other.mkdir()
-    (other / "run.json").write_text('{"dataset": {"name": "data-x"}, "codec": {"name": "zlib"}}')
+    (other / "run.json").write_text('{"dataset": {"name": "data-x", "root": "x"}, "codec": {"name": "zlib"}, '
+                                    '"ctc": {"sha256": "0"}}')
     assert main(["analyze", "--task", "tti", "--run", str(other), "--rate-point", "4", "--out", str(out)]) == 1
     assert "coded dataset 'data-x', not 'demo-v3'" in capsys.readouterr().err
 

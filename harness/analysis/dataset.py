@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 import csv
 from dataclasses import dataclass, field
+import io
 import math
 from pathlib import Path
 import time
@@ -44,6 +45,7 @@ from harness.analysis.dct import block_dct_sums, dct_blocks, energy_compaction, 
 from harness.analysis.histograms import HistogramSet, histogram_edges, plot_value_histograms
 from harness.analysis.stats import Moments, QuantStats, _slice, quantize_plane
 from harness.ctc import CTC, Truncation
+from harness.npyio import atomic_write_text
 
 
 Reconstructor = Callable[[str, str, np.ndarray], "np.ndarray | None"]
@@ -239,17 +241,16 @@ def _finish_task(ta: TaskAnalysis, ctc: CTC, out: Path, summary: dict[str, Any],
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        path.write_text("")
-        return
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
+    text = io.StringIO(newline="")
+    if rows:
+        writer = csv.DictWriter(text, fieldnames=keys)
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(path, text.getvalue())
 
 
 HTML = """<!doctype html>
@@ -303,5 +304,5 @@ def write_html(summary: dict[str, Any], out: Path, dataset_name: str) -> Path:
                                         seconds=f"{summary['seconds']:.1f}",
                                         reconstruction=summary["reconstruction"])
     path = out / "index.html"
-    path.write_text(html, encoding="utf-8")
+    atomic_write_text(path, html)
     return path

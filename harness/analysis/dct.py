@@ -11,6 +11,8 @@ import numpy as np
 
 from scipy import fft as sfft
 
+from harness.figures import plain_text, save_figure
+
 
 def _block_view(frame: np.ndarray, size: int) -> np.ndarray:
     h, w = frame.shape
@@ -57,6 +59,7 @@ def dct_blocks(frame2d: np.ndarray, size: int = 16, count: int = 4, seed: int = 
             "n_blocks": sums["blocks"], **energy_compaction(sums["sum_sq"])}
 
 
+@plain_text()
 def plot_dct_blocks(panels: Sequence[tuple[str, dict[str, Any]]], path: str | Path, title: str) -> Path:
     """Block (values) and log10 |DCT| side by side, one column pair per labelled result."""
     import matplotlib
@@ -84,11 +87,12 @@ def plot_dct_blocks(panels: Sequence[tuple[str, dict[str, Any]]], path: str | Pa
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.7 / height, hspace=0.35, wspace=0.1)
     path = Path(path)
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path
 
 
+@plain_text()
 def plot_mean_dct(panels: Sequence[tuple[str, np.ndarray, dict[str, float]]], path: str | Path, title: str) -> Path:
     """log10 of the mean |DCT| over all blocks, one panel per label, with compaction numbers."""
     import matplotlib
@@ -104,6 +108,6 @@ def plot_mean_dct(panels: Sequence[tuple[str, np.ndarray, dict[str, float]]], pa
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.figures import plain_text, save_figure
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
 from harness.runner import RunRequest, codec_rate_points, execute
@@ -68,6 +69,7 @@ def _metric(run_dir: Path) -> dict:
     return {"metric": coded.metric, "value": coded.value, "orig_value": orig.value, "mode": coded["mode"]}
 
 
+@plain_text()
 def _plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -86,5 +88,5 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
         ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="w", fontsize=7)
     fig.colorbar(image, ax=ax, label=column)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

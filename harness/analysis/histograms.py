@@ -11,6 +11,7 @@ import numpy as np
 from harness.analysis.common import _flat_chunks, original_range, task_range
 from harness.analysis.stats import _slice
 from harness.ctc import CTC
+from harness.figures import plain_text, save_figure
 
 
 def value_histogram(values: np.ndarray, edges: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -104,6 +105,7 @@ SERIES_STYLE = {"original": dict(color="tab:green", lw=1.2), "truncated": dict(c
                 "reconstructed": dict(color="black", lw=1.0, ls="--")}
 
 
+@plain_text()
 def plot_value_histograms(hist: HistogramSet, path: str | Path, title: str,
                           layer_names: Sequence[str] | None = None) -> Path:
     """Per layer: frequency over the original range (log y), frequency around the
@@ -144,6 +146,6 @@ def plot_value_histograms(hist: HistogramSet, path: str | Path, title: str,
     fig.suptitle(title, fontsize=11)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.35 / height, top=1 - 0.75 / height, hspace=0.5, wspace=0.25)
     path = Path(path)
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path

@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.ctc import CTC, load_ctc
 from harness.errors import HarnessError
+from harness.figures import plain_text, save_figure
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
 from harness.runner import RunRequest, execute
@@ -91,6 +92,7 @@ def _metrics(run_dir: Path, ctc_dir: Path) -> pd.DataFrame:
     return metrics[["rate_point", "metric", "value"]]
 
 
+@plain_text()
 def _plot(table: pd.DataFrame, task: str, path: Path) -> None:
     import matplotlib
 
@@ -108,5 +110,5 @@ def _plot(table: pd.DataFrame, task: str, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
