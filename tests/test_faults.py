@@ -304,7 +304,7 @@ def test_curve_labels_are_never_parsed_as_tex(tmp_path, label):
     from harness.figures import curve_plot
 
     points = pd.DataFrame({"task": ["csr"] * 2, "bpfp": [1.0, 2.0], "mse": [0.2, 0.1]})
-    written = curve_plot(f"csr {label}", [Curve(label, points, "test")], "mse", f"MSE {label}", tmp_path / "f")
+    written = curve_plot("csr", [Curve(label, points, "test")], "mse", f"MSE {label}", tmp_path / "f")
     assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
 
 
