@@ -150,10 +150,14 @@ def check_versions(tools: VtmTools, wanted: str) -> None:
 
 
 def log_summary(output: str) -> str:
-    """VTM's own account of an encoding: banner, the picture's bits and PSNR, the SUMMARY table, totals."""
+    """VTM's own account of an encoding: banner, the picture's bits and PSNR, the summary table, totals.
+
+    VTM-23.3 prints its table as 'LayerId  0' then 'Total Frames | Bitrate Y-PSNR' and one
+    line of values (other builds head it 'SUMMARY ---'); the table ends at a blank line.
+    """
     kept, in_summary = [], False
     for line in output.splitlines():
-        if line.startswith("SUMMARY"):
+        if line.startswith(("LayerId", "SUMMARY")):
             in_summary = True
         elif in_summary and not line.strip():
             in_summary = False

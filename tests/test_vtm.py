@@ -89,21 +89,19 @@ def test_real_vtm_round_trip_matches_encoder_reconstruction():
 
 ENCODER_BANNER = "VVCSoftware: VTM Encoder Version 23.3 [Linux][GCC 12.2.0][64 bit] [SIMD=AVX2] "
 DECODER_BANNER = "VVCSoftware: VTM Decoder Version 23.3 [Linux][GCC 12.2.0][64 bit] [SIMD=AVX2] "
+# the end of VTM-23.3's output for a 64x9 frame at QP 32 (all intra, 4:0:0), as printed
 SUMMARY = """
+Memory Usage: VmPeak= 254880 KB ( 0.2 GiB ),  VmHWM= 118288 KB ( 0.1 GiB )
 
-SUMMARY --------------------------------------------------------
-\tTotal Frames |   Bitrate     Y-PSNR    U-PSNR    V-PSNR    YUV-PSNR 
-\t        1    a      32.0000   99.9999    0.0000    0.0000   99.9999
+LayerId  0
+\tTotal Frames |  Bitrate      Y-PSNR   
+\t1            a  0.3600       31.3515  
 
-
-I Slices--------------------------------------------------------
-\tTotal Frames |   Bitrate     Y-PSNR    U-PSNR    V-PSNR    YUV-PSNR 
-\t        1    i      32.0000   99.9999    0.0000    0.0000   99.9999
-
-Bytes written to file: 4 (0.032 kbps)
-
- Total Time:        0.010 sec. [user]        0.010 sec. [elapsed]
+ finished @ Thu Dec  3 07:56:39 2026
+ Total Time:        0.470 sec. [user]        7.453 sec. [elapsed]
 """
+POC_LINE = ("POC    0 LId:  0 TId: 0 ( IDR_N_LP, I-SLICE, QP 32 )       2880 bits [Y 31.3515 dB    U 0.0000 dB    "
+            "V 0.0000 dB] [ET     7 ] [L0] [L1]")
 
 
 def _stand_ins(folder: Path, encoder_banner: str = ENCODER_BANNER, decoder_banner: str = DECODER_BANNER,
@@ -120,8 +118,9 @@ while [ $# -gt 0 ]; do case "$1" in -i) in=$2;; -o) rec=$2;; -b) out=$2;; esac; 
 printf 'BITS' > "$out"
 cp "$in" "{folder}/last.yuv"
 [ -n "$rec" ] && cp "$in" "$rec"
-echo "TOOL CFG: IBD:1 HAD:1 RDQ:1 RDQTS:1 SAO:1 ALF:1"
-echo "POC    0 LId:  0 TId: 0 ( IDR_N_LP, I-SLICE, QP 32 )         32 bits [Y 99.9999 dB    U  0.0000 dB    V  0.0000 dB] [ET     0 ] [L0 ] [L1 ]"
+echo "TOOL CFG: IBD:0 HAD:1 RDQ:1 RDQTS:1 LQP:0 SQP:0 ASR:0"
+echo " started @ Thu Dec  3 07:56:31 2026"
+echo "{POC_LINE}"
 printf '%s' '{SUMMARY}'
 """)
     copy = f'cp "{folder}/last.yuv" "$out"' if decoder_output == "same" else 'head -c "$(wc -c < "{0}/last.yuv")" /dev/zero > "$out"'.format(folder)
@@ -226,9 +225,9 @@ def test_a_run_keeps_vtms_log_summary_and_version(tmp_path, data_root, sps_of_fr
     logs = list((tmp_path / "run" / "logs" / "cls" / "qp32").glob("*.txt"))
     assert len(logs) == 1
     summary = logs[0].read_text()
-    assert ENCODER_BANNER.strip() in summary and "32 bits [Y 99.9999 dB" in summary
-    assert "SUMMARY ---" in summary and "a      32.0000   99.9999" in summary and "Bytes written to file: 4" in summary
-    assert "TOOL CFG" not in summary and "I Slices" not in summary  # a summary, not the whole log
+    assert summary.splitlines() == [ENCODER_BANNER.strip(), POC_LINE, "LayerId  0",
+                                    "\tTotal Frames |  Bitrate      Y-PSNR", "\t1            a  0.3600       31.3515",
+                                    " Total Time:        0.470 sec. [user]        7.453 sec. [elapsed]"]
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["codec"]["tools"]["vtm_version"] == "23.3"
     from harness.curves import run_description  # what a promoted anchor says: the version, no local paths
