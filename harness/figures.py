@@ -45,6 +45,15 @@ class plain_text(contextlib.ContextDecorator):
         self._rc.__exit__(*exc)
 
 
+def plain_log_ticks(axis: Any) -> None:
+    """Tick labels of a log axis that need no TeX: matplotlib's defaults are mathtext, which
+    `plain_text()` would show as raw `$\\mathdefault{10^{-2}}$`. Call after setting the log scale."""
+    from matplotlib import ticker
+
+    axis.set_major_formatter(ticker.LogFormatter())
+    axis.set_minor_formatter(ticker.LogFormatter(minor_thresholds=(2, 0.4)))
+
+
 def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
     """Render into memory, then write atomically: a reader never sees half a picture, a full disk
     is one line naming the file, and the file honours the umask."""
@@ -77,6 +86,7 @@ def curve_plot(task: str, curves: Sequence[Curve], y: str, ylabel: str, path: Pa
         ax.plot(points.bpfp, values, marker="os^Dv"[index % 5], label=curve.name)
     if logx:
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
     ax.set_xlabel("BPFP (bits per feature point)")
     ax.set_ylabel(ylabel)
     ax.set_title(task)

@@ -423,3 +423,22 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(capsys, tm
         first.stdout.close()
     code, _, err = run_cli(capsys, *CSR_RUN, "--data-root", root, "--out", out, "--limit", "1")
     assert code == 0, err  # the lock of a dead run is free
+
+
+def test_log_axes_under_plain_text_show_numbers_not_raw_mathtext():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.figures import plain_log_ticks, plain_text
+
+    with plain_text():
+        fig, ax = plt.subplots()
+        ax.plot([0.01, 0.1, 1.0], [1, 2, 3])
+        ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)]
+        plt.close(fig)
+    assert any(labels) and not any("$" in label or "mathdefault" in label for label in labels)

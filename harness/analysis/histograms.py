@@ -11,7 +11,7 @@ import numpy as np
 from harness.analysis.common import _flat_chunks, original_range, task_range
 from harness.analysis.stats import _slice
 from harness.ctc import CTC
-from harness.figures import plain_text, save_figure
+from harness.figures import plain_log_ticks, plain_text, save_figure
 
 
 def value_histogram(values: np.ndarray, edges: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -132,6 +132,7 @@ def plot_value_histograms(hist: HistogramSet, path: str | Path, title: str,
                     ax.stairs(np.where(freq > 0, freq, np.nan), edges, label=s, alpha=0.85, **SERIES_STYLE[s])
             if view != "cdf":
                 ax.set_yscale("log")
+                plain_log_ticks(ax.yaxis)
                 ax.set_ylabel("frequency")
             else:
                 ax.set_ylabel("CDF")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.ctc import CTC, load_ctc
 from harness.errors import HarnessError
-from harness.figures import plain_text, save_figure
+from harness.figures import plain_log_ticks, plain_text, save_figure
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
 from harness.runner import RunRequest, execute
@@ -104,6 +104,7 @@ def _plot(table: pd.DataFrame, task: str, path: Path) -> None:
     for factor, group in table.groupby("factor"):
         ax.plot(group.bpfp, group[y], marker="o", label=f"x{factor:g}: {group['range'].iloc[0]}")
     ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
     ax.set_xlabel("BPFP")
     ax.set_ylabel(table["metric"].dropna().iloc[0] if y == "value" else "feature MSE")
     ax.set_title(f"{task}: truncation ranges")
