@@ -208,6 +208,53 @@ def test_training_is_skipped_when_up_to_date(tmp_path):
     assert meta["channel_axis"] == 3 and meta["training"]["features"] == 3
 
 
+# ---------------------------------------------------------------- fitted in a distortion metric (tail)
+
+
+def test_metric_fit_round_trips_and_lowers_the_weighted_error(tmp_path):
+    frames = [correlated((1, 1, 64, 16), s, packing="llama3") for s in range(4)]
+    weights = np.ones(16)
+    weights[:4] = 30.0  # the first four channels matter most
+    metric = np.diag(weights)
+    model = fit(frames, 3, log=lambda s: None, metric=metric)
+    assert np.allclose(model.synthesis[0].T @ model.basis[0], np.eye(16), atol=1e-4)  # inverse pair
+    model.save(tmp_path / "m" / "lm")
+    assert [p.name for p in model_paths(tmp_path / "m", "lm")][-1] == "klt_synthesis.npy"
+    weighted = {}
+    for name, folder in (("metric", tmp_path / "m"), ("plain", fitted(tmp_path, "lm", (1, 1, 64, 16), count=4))):
+        codec = KltCodec(lambda task, folder=folder: load_model(folder, task))
+        x = correlated((1, 1, 64, 16), 9, packing="llama3")
+        stream = codec.encode(x, 1.0, "lm")
+        error = (codec.decode(stream) - x).reshape(-1, 16).astype(np.float64)
+        weighted[name] = (float(np.sum((error @ metric) * error)), len(stream))
+    (metric_err, metric_len), (plain_err, plain_len) = weighted["metric"], weighted["plain"]
+    assert metric_err * plain_len < plain_err * metric_len  # less weighted error per byte
+
+
+def test_margin_metric_of_a_linear_head():
+    torch = pytest.importorskip("torch")
+    from harness_plugins.klt.tail import margin_metric
+
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((7, 5))
+    head = torch.nn.Linear(5, 7, bias=False).requires_grad_(False)
+    head.weight.copy_(torch.from_numpy(weight))
+    tokens = rng.standard_normal((40, 5)).astype(np.float32)
+    metric = margin_metric(head, [tokens[:25], tokens[25:]], batch=8)
+    logits = tokens.astype(np.float64) @ weight.T
+    top = np.argsort(-logits, axis=1)[:, :2]
+    grads = weight[top[:, 0]] - weight[top[:, 1]]  # d(l1 - l2)/dx of a linear head
+    margins = np.maximum(np.take_along_axis(logits, top, 1) @ [1.0, -1.0], 0.1)
+    assert np.allclose(metric, (grads / margins[:, None]).T @ grads / 40, rtol=1e-4, atol=1e-6)
+
+
+def test_unknown_tail_is_named_with_the_available_ones(tmp_path):
+    frames = [correlated((1, 1, 20, 8), 0, packing="llama3")]
+    with pytest.raises(HarnessError, match="unknown tail 'nope'; available: mini-lm"):
+        train_transform(frames, tmp_path / "m", {"packing": "llama3", "tail": "nope"}, log=lambda s: None)
+    assert not (tmp_path / "m").exists()
+
+
 # ---------------------------------------------------------------- through the CLI
 
 
@@ -250,6 +297,16 @@ def test_train_run_verify_through_the_cli(tmp_path, capsys):
     assert main(["verify", str(run)]) == 0  # fresh processes decode the same reconstructions
     meta = json.loads((run / "run.json").read_text())
     assert sorted(meta["run_key"]["model_fingerprints"]) == ["sal@16", "sal@4"]
+
+
+def test_train_passes_codec_settings_from_the_command_line(tmp_path, capsys):
+    from harness.cli import main
+
+    root = mini_root(tmp_path / "data", train=2)
+    assert main(["train", "--codec", "klt", "--task", "sal", "--data-root", str(root), "--ctc", "mini",
+                 "--out", str(tmp_path / "m"), "-o", "tail=nope"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: klt: unknown tail 'nope'") and "\n" not in err
 
 
 def test_run_without_a_model_is_one_line_naming_the_file(tmp_path, capsys):

@@ -169,7 +169,7 @@ class KltCodec:
             q = q[:, :nonzero[-1] + 1] if nonzero.size else q[:, :0]
             columns.append(q)
             if q.size:
-                shift = min(shift, exact_shift(q, step * basis[:q.shape[1]]))
+                shift = min(shift, exact_shift(q, step * model.synthesis_rows[g, :q.shape[1]].astype(np.float64)))
         header = Header(task, fingerprint, data.dtype, step, shift, tuple(data.shape),
                         tuple(q.shape[1] for q in columns))
         coder = entropy.Encoder()
@@ -218,6 +218,7 @@ class KltCodec:
 
     def decode(self, bitstream: bytes) -> np.ndarray:
         header, model, columns = self._read(bytes(bitstream))
-        tokens = np.stack([synthesize(q, model.basis[g, :q.shape[1]], model.mean[g], header.step, header.shift)
+        rows = model.synthesis_rows
+        tokens = np.stack([synthesize(q, rows[g, :q.shape[1]], model.mean[g], header.step, header.shift)
                            for g, q in enumerate(columns)])
         return from_tokens(tokens, header.shape, model.channel_axis).astype(header.dtype)

@@ -2,9 +2,11 @@
 
 A model is three files in one folder (`<models>/<task>/`), all read without pickle:
 
-    klt_mean.npy    (G, D) float64   mean of each channel, per group
-    klt_basis.npy   (G, D, D) float32 rows = eigenvectors, by decreasing variance
-    klt.json        layout (which axis holds the channels), the eigenvalues, what it was trained on
+    klt_mean.npy       (G, D) float64    mean of each channel, per group
+    klt_basis.npy      (G, D, D) float32 analysis rows = eigenvectors, by decreasing variance
+    klt.json           layout (which axis holds the channels), the eigenvalues, what it was trained on
+    klt_synthesis.npy  (G, D, D) float32 synthesis rows; only for a transform fitted in a distortion
+                       metric (tail.py), where analysis and synthesis are no longer each other's transpose
 
 D is the channel count. Channels are the last axis (DINOv2 and Llama packings: tokens on axis 2)
 or axis 1 (SD3 latents: every pixel is a token). G is the number of groups with a transform of
@@ -24,8 +26,8 @@ import numpy as np
 from harness import CodecError, HarnessError, atomic_save_npy, atomic_write_json, load_npy
 
 FORMAT = 1
-MEAN, BASIS, META = "klt_mean.npy", "klt_basis.npy", "klt.json"
-FILES = (MEAN, BASIS, META)
+MEAN, BASIS, META, SYNTHESIS = "klt_mean.npy", "klt_basis.npy", "klt.json", "klt_synthesis.npy"
+FILES = (MEAN, BASIS, META)  # and SYNTHESIS when the model has one
 TRAIN_HINT = "harness train --codec klt --task {task} --dataset NAME (or --features DIR)"
 
 
@@ -61,9 +63,14 @@ def from_tokens(tokens: np.ndarray, shape: tuple[int, ...], channel_axis: int) -
 @dataclass(frozen=True)
 class KltModel:
     mean: np.ndarray       # (G, D) float64
-    basis: np.ndarray      # (G, D, D) float32, rows are components
+    basis: np.ndarray      # (G, D, D) float32, rows are components: y = basis @ (x - mean)
     channel_axis: int
     meta: dict
+    synthesis: np.ndarray | None = None  # (G, D, D) float32, x = mean + synthesis.T @ y; None: basis
+
+    @property
+    def synthesis_rows(self) -> np.ndarray:
+        return self.basis if self.synthesis is None else self.synthesis
 
     @property
     def groups(self) -> int:
@@ -77,7 +84,10 @@ class KltModel:
         """CRC-32 over layout, mean and basis: the bitstream names the model it was coded with."""
         crc = zlib.crc32(np.asarray([self.channel_axis, *self.basis.shape], dtype="<i8").tobytes())
         crc = zlib.crc32(np.ascontiguousarray(self.mean, dtype="<f8").tobytes(), crc)
-        return zlib.crc32(np.ascontiguousarray(self.basis, dtype="<f4").tobytes(), crc)
+        crc = zlib.crc32(np.ascontiguousarray(self.basis, dtype="<f4").tobytes(), crc)
+        if self.synthesis is not None:
+            crc = zlib.crc32(np.ascontiguousarray(self.synthesis, dtype="<f4").tobytes(), crc)
+        return crc
 
     def check_shape(self, shape: tuple[int, ...], task: str) -> None:
         """The feature must have the model's channels and groups."""
@@ -91,8 +101,12 @@ class KltModel:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_save_npy(folder / MEAN, np.ascontiguousarray(self.mean, dtype=np.float64))
         atomic_save_npy(folder / BASIS, np.ascontiguousarray(self.basis, dtype=np.float32))
-        atomic_write_json(folder / META, {**self.meta, "format": FORMAT, "channel_axis": self.channel_axis})
-        return [folder / name for name in FILES]
+        if self.synthesis is not None:
+            atomic_save_npy(folder / SYNTHESIS, np.ascontiguousarray(self.synthesis, dtype=np.float32))
+        else:
+            (folder / SYNTHESIS).unlink(missing_ok=True)  # left by an earlier metric-fitted model
+        atomic_write_json(folder / META, {**self.meta, "format": FORMAT, "channel_axis": self.channel_axis,
+                                          "synthesis": self.synthesis is not None})
 
 
 def model_dir(models: str | Path, task: str) -> Path:
@@ -108,12 +122,12 @@ def model_paths(models: str | Path, task: str) -> list[Path]:
             out = "" if Path(models) == Path("checkpoints") else f" --out {folder}"
             raise HarnessError(f"{path}: klt model file not found; make the '{task}' model with: "
                                + TRAIN_HINT.format(task=task) + out)
-    return paths
+    return paths + ([folder / SYNTHESIS] if (folder / SYNTHESIS).is_file() else [])
 
 
 def load_model(models: str | Path, task: str) -> KltModel:
     """Read a task's model (no pickle) and check that its files agree with each other."""
-    mean_path, basis_path, meta_path = model_paths(models, task)
+    mean_path, basis_path, meta_path = model_paths(models, task)[:3]
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -126,9 +140,20 @@ def load_model(models: str | Path, task: str) -> KltModel:
         raise HarnessError(f"{basis_path}: expected a (G, D, D) float32 basis, got {basis.shape} {basis.dtype}")
     if mean.shape != basis.shape[:2] or mean.dtype != np.float64:
         raise HarnessError(f"{mean_path}: expected a {basis.shape[:2]} float64 mean, got {mean.shape} {mean.dtype}")
-    if not (np.isfinite(mean).all() and np.isfinite(basis).all()):
+    synthesis = None
+    if meta.get("synthesis"):
+        synthesis_path = mean_path.parent / SYNTHESIS
+        if not synthesis_path.is_file():
+            raise HarnessError(f"{synthesis_path}: klt model file not found ({meta_path.name} says the model has "
+                               f"one); make the '{task}' model again with: " + TRAIN_HINT.format(task=task))
+        synthesis = load_npy(synthesis_path)
+        if synthesis.shape != basis.shape or synthesis.dtype != np.float32:
+            raise HarnessError(f"{synthesis_path}: expected a {basis.shape} float32 synthesis, "
+                               f"got {synthesis.shape} {synthesis.dtype}")
+    arrays = (mean, basis) if synthesis is None else (mean, basis, synthesis)
+    if not all(np.isfinite(a).all() for a in arrays):
         raise HarnessError(f"{mean_path.parent}: the klt model holds NaN or Inf values")
-    return KltModel(mean, basis, int(meta["channel_axis"]), meta)
+    return KltModel(mean, basis, int(meta["channel_axis"]), meta, synthesis)
 
 
 # ---------------------------------------------------------------- training
@@ -163,8 +188,24 @@ class _Moments:
         return m + self.shift[:, 0], cov
 
 
-def fit(features: Iterable[np.ndarray], channel_axis: int, log: Callable[[str], None] = print) -> KltModel:
-    """The KLT of the token rows of `features`: per group, mean and eigenvectors of the covariance."""
+def metric_root(metric: np.ndarray, floor: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """A = M^(1/2) and its inverse for a PSD metric M, eigenvalues floored at `floor` x the largest and
+    scaled to a geometric mean of 1 (the quantization cell keeps its volume, so steps keep their rates)."""
+    values, vectors = np.linalg.eigh((metric + metric.T) / 2)
+    root = np.sqrt(np.maximum(values, floor * max(values.max(), 0.0)))
+    if not root.all():
+        raise HarnessError("klt: the distortion metric is zero")
+    root /= np.exp(np.mean(np.log(root)))
+    return (vectors * root) @ vectors.T, (vectors / root) @ vectors.T
+
+
+def fit(features: Iterable[np.ndarray], channel_axis: int, log: Callable[[str], None] = print,
+        metric: np.ndarray | None = None) -> KltModel:
+    """The KLT of the token rows of `features`: per group, mean and eigenvectors of the covariance.
+
+    With a distortion metric M (D x D, positive semi-definite; from tail.py), the KLT is taken of
+    M^(1/2) x, so that one uniform step minimizes the error x^T M x instead of the squared error.
+    """
     moments, shapes = _Moments(), 0
     for feature in features:
         moments.add(to_tokens(np.asarray(feature), channel_axis))
@@ -172,6 +213,9 @@ def fit(features: Iterable[np.ndarray], channel_axis: int, log: Callable[[str], 
     if not moments.count:
         raise HarnessError("klt: no training features")
     mean, cov = moments.mean_and_covariance()
+    root, inverse = metric_root(metric) if metric is not None else (None, None)
+    if root is not None:
+        cov = root @ cov @ root
     values, vectors = np.linalg.eigh(cov)  # ascending, columns
     order = np.argsort(-values, axis=1, kind="stable")
     values = np.take_along_axis(values, order, axis=1)
@@ -179,6 +223,9 @@ def fit(features: Iterable[np.ndarray], channel_axis: int, log: Callable[[str], 
     # a fixed sign (largest entry positive) so the same data gives the same file with any LAPACK
     pivot = np.take_along_axis(basis, np.abs(basis).argmax(axis=2)[:, :, None], axis=2)
     basis = basis * np.where(pivot < 0, -1.0, 1.0)
+    synthesis = None
+    if root is not None:  # analysis rows v^T A, synthesis rows v^T A^-1
+        basis, synthesis = basis @ root, (basis @ inverse).astype(np.float32)
     values = np.maximum(values, 0.0)
     total = values.sum(axis=1, keepdims=True)
     energy = np.cumsum(values, axis=1) / np.where(total > 0, total, 1.0)
@@ -189,4 +236,4 @@ def fit(features: Iterable[np.ndarray], channel_axis: int, log: Callable[[str], 
     meta = {"groups": int(basis.shape[0]), "channels": int(basis.shape[1]), "features": shapes,
             "tokens_per_group": int(moments.count),
             "variance": [[float(v) for v in row] for row in values]}
-    return KltModel(mean, basis.astype(np.float32), channel_axis, meta)
+    return KltModel(mean, basis.astype(np.float32), channel_axis, meta, synthesis)
