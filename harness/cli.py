@@ -464,6 +464,8 @@ def train(
     crop: Annotated[Optional[str], typer.Option(help="HxW, e.g. 256x256 (default: the CTC's).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when present).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option(
+        "--option", "-o", help="Codec-specific training setting KEY=VALUE (e.g. klt: tail=mini-lm).")] = None,
     ctc: CtcOpt = None,
 ) -> None:
     """Train a learned codec (CTC settings by default; resumes from the last checkpoint)."""
@@ -499,7 +501,8 @@ def train(
             size = [int(v) for v in crop.lower().split("x")]
         except ValueError:
             raise HarnessError(f"--crop must be HxW, got {crop!r}") from None
-    overrides = {"epochs": epochs, "batch": batch, "crop": size, "steps_per_epoch": steps_per_epoch, "device": device}
+    overrides = {"epochs": epochs, "batch": batch, "crop": size, "steps_per_epoch": steps_per_epoch, "device": device,
+                 **_options(option)}
     for point in points:
         result = train_codec(spec, spec_ctc, task, point, features, out or Path("checkpoints") / task, overrides,
                              log=typer.echo)

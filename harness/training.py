@@ -40,9 +40,12 @@ class FeatureFrames(Sequence):
         if index in self.cache:
             return self.cache[index]
         feature = load_feature(self.paths[index], self.ctc.task(self.task))
-        pipe = Preprocessor.for_task(self.ctc, self.task, self.spec.family, self.spec.input_kind,
-                                     feature.shape, feature.dtype)
-        frame = pipe.forward(feature)
+        if self.spec.input_kind == "feature":  # the codec takes the raw feature
+            frame = feature
+        else:
+            pipe = Preprocessor.for_task(self.ctc, self.task, self.spec.family, self.spec.input_kind,
+                                         feature.shape, feature.dtype)
+            frame = pipe.forward(feature)
         if frame.nbytes <= self.cache_left:
             self.cache[index], self.cache_left = frame, self.cache_left - frame.nbytes
         return frame
@@ -52,7 +55,7 @@ def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object]) -> d
     """The CTC's training table for the task (crop, batch, epochs, lr), then the user's overrides."""
     table = ctc.task(task).hyperprior
     settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"], "lr": 1e-4,
-                "val_split": 0.1, "source": table.get("source", "")}
+                "val_split": 0.1, "source": table.get("source", ""), "packing": ctc.task(task).packing}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
 
@@ -64,11 +67,13 @@ def train_codec(spec: CodecSpec, ctc: CTC, task: str, rate_point: float, feature
         raise HarnessError(f"codec '{spec.name}' has no trainer")
     settings = training_settings(ctc, task, overrides)
     frames = FeatureFrames(features, ctc, task, spec)
+    recipe = ("" if spec.input_kind == "feature"
+              else f": crop {settings['crop']}, batch {settings['batch']}, epochs {settings['epochs']}")
     log(f"training {spec.name} for {task}, {spec.rate_parameter} {rate_point:g}, on {len(frames)} features "
-        f"from {features}: crop {settings['crop']}, batch {settings['batch']}, epochs {settings['epochs']}")
+        f"from {features}{recipe}")
     outcome = spec.trainer(frames, rate_point, out_dir, settings, log)
     checkpoint, history = Path(outcome["checkpoint"]), list(outcome.get("history", []))
-    stem = checkpoint.name.removesuffix(".pth.tar")
+    stem = checkpoint.name.removesuffix(".pth.tar") if checkpoint.name.endswith(".pth.tar") else checkpoint.stem
     atomic_write_json(out_dir / f"{stem}_history.json", {"settings": settings, "history": history})
     if history:
         plot_history(history, out_dir / f"{stem}_loss.png", f"{spec.name} {task} {spec.rate_parameter} {rate_point:g}")
