@@ -123,6 +123,21 @@ def test_round_trip_error_is_within_the_quantizer(models):
     assert sizes[0] > sizes[1] > sizes[2]
 
 
+def test_smooth_components_are_coded_as_differences(models):
+    from harness_plugins.klt.codec import plan_column
+
+    walk = np.cumsum(np.random.default_rng(8).integers(-1, 2, 400))
+    index, delta, values = plan_column(walk + 50)
+    assert delta and np.array_equal(np.cumsum(values), walk + 50)
+    assert plan_column(np.random.default_rng(9).integers(-3, 4, 400))[1] is False  # white: coded as is
+    x = correlated(SMALL_SHAPES["cls"], 10)
+    x += np.linspace(-30, 30, x.shape[2], dtype=np.float32)[None, None, :, None]  # a slow drift over tokens
+    codec = KltCodec(lambda task: load_model(models, task))
+    stream = codec.encode(x, 0.1, "cls")
+    codec.after_encode()
+    assert np.abs(codec.decode(stream) - x).max() < 0.1 / 2 * np.sqrt(x.shape[-1])
+
+
 def test_synthesis_is_exact_in_any_summation_order():
     rng = np.random.default_rng(3)
     q = np.rint(rng.laplace(0, 20, (50, 12))).astype(np.int64)
