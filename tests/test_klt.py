@@ -220,7 +220,14 @@ def test_training_is_skipped_when_up_to_date(tmp_path):
     assert outcome["checkpoint"] == tmp_path / "m" / "klt.json"
     assert sum("up to date" in line for line in logs) == 1
     meta = json.loads((tmp_path / "m" / "klt.json").read_text())
-    assert meta["channel_axis"] == 3 and meta["training"]["features"] == 3
+    assert meta["channel_axis"] == 3 and meta["features"] == 3
+    assert json.loads((tmp_path / "m" / "klt_training.json").read_text())["features"] == 3
+    # retraining the same features makes the same model files: the runs' key does not change
+    files = plugin.model_files({"models": str(tmp_path)}, "m", 1.0)
+    before = [p.read_bytes() for p in files]
+    (tmp_path / "m" / "klt_training.json").unlink()
+    train_transform(frames, tmp_path / "m", {"packing": "llama3"}, log=logs.append)
+    assert [p.read_bytes() for p in files] == before
 
 
 # ---------------------------------------------------------------- fitted in a distortion metric (tail)
