@@ -74,7 +74,7 @@ def test_columns_round_trip_with_escapes():
     for scale in (0.01, 0.7, 5.0, 300.0):
         q = np.rint(rng.laplace(0, scale, 500)).astype(np.int64)
         q[3], q[4] = 10**12, -(10**9)  # far beyond any table: Exp-Golomb escapes
-        columns.append((q, entropy.choose_index(q)))
+        columns.append((q, entropy.choose_index(q)[0]))
     coder = entropy.Encoder()
     for q, index in columns:
         coder.column(q, index)

@@ -144,12 +144,12 @@ def plan_column(q: np.ndarray) -> tuple[int, bool, np.ndarray]:
     coding the differences along the token axis can take fewer bits. It is lossless on the
     integers, so the choice changes the rate, never the reconstruction.
     """
-    index = entropy.choose_index(q)
+    index, bits = entropy.choose_index(q)
     if not index:
         return 0, False, q
     diff = np.diff(q, prepend=0)
-    diff_index = entropy.choose_index(diff)
-    if entropy.code_length(diff, diff_index) < entropy.code_length(q, index):
+    diff_index, diff_bits = entropy.choose_index(diff)
+    if diff_bits < bits:
         return diff_index, True, diff
     return index, False, q
 
@@ -192,7 +192,7 @@ class KltCodec:
                         tuple(q.shape[1] for q in columns))
         coder = entropy.Encoder()
         for q in columns:
-            plans = [plan_column(q[:, k]) for k in range(q.shape[1])]
+            plans = [plan_column(column) for column in np.ascontiguousarray(q.T)]
             coder.uniform(np.array([index for index, _, _ in plans], dtype=np.int32), entropy.SCALES)
             coder.uniform(np.array([int(delta) for index, delta, _ in plans if index], dtype=np.int32), 2)
             for index, _, values in plans:
