@@ -74,7 +74,7 @@ def test_columns_round_trip_with_escapes():
     for scale in (0.01, 0.7, 5.0, 300.0):
         q = np.rint(rng.laplace(0, scale, 500)).astype(np.int64)
         q[3], q[4] = 10**12, -(10**9)  # far beyond any table: Exp-Golomb escapes
-        columns.append((q, entropy.choose_index(q)))
+        columns.append((q, entropy.choose_index(q)[0]))
     coder = entropy.Encoder()
     for q, index in columns:
         coder.column(q, index)
@@ -121,6 +121,21 @@ def test_round_trip_error_is_within_the_quantizer(models):
         assert err <= step / 2 * np.sqrt(x.shape[-1]) * 1.001 + 1e-4
         sizes.append(len(stream))
     assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_smooth_components_are_coded_as_differences(models):
+    from harness_plugins.klt.codec import plan_column
+
+    walk = np.cumsum(np.random.default_rng(8).integers(-1, 2, 400))
+    index, delta, values = plan_column(walk + 50)
+    assert delta and np.array_equal(np.cumsum(values), walk + 50)
+    assert plan_column(np.random.default_rng(9).integers(-3, 4, 400))[1] is False  # white: coded as is
+    x = correlated(SMALL_SHAPES["cls"], 10)
+    x += np.linspace(-30, 30, x.shape[2], dtype=np.float32)[None, None, :, None]  # a slow drift over tokens
+    codec = KltCodec(lambda task: load_model(models, task))
+    stream = codec.encode(x, 0.1, "cls")
+    codec.after_encode()
+    assert np.abs(codec.decode(stream) - x).max() < 0.1 / 2 * np.sqrt(x.shape[-1])
 
 
 def test_synthesis_is_exact_in_any_summation_order():
@@ -205,7 +220,14 @@ def test_training_is_skipped_when_up_to_date(tmp_path):
     assert outcome["checkpoint"] == tmp_path / "m" / "klt.json"
     assert sum("up to date" in line for line in logs) == 1
     meta = json.loads((tmp_path / "m" / "klt.json").read_text())
-    assert meta["channel_axis"] == 3 and meta["training"]["features"] == 3
+    assert meta["channel_axis"] == 3 and meta["features"] == 3
+    assert json.loads((tmp_path / "m" / "klt_training.json").read_text())["features"] == 3
+    # retraining the same features makes the same model files: the runs' key does not change
+    files = plugin.model_files({"models": str(tmp_path)}, "m", 1.0)
+    before = [p.read_bytes() for p in files]
+    (tmp_path / "m" / "klt_training.json").unlink()
+    train_transform(frames, tmp_path / "m", {"packing": "llama3"}, log=logs.append)
+    assert [p.read_bytes() for p in files] == before
 
 
 # ---------------------------------------------------------------- fitted in a distortion metric (tail)

@@ -16,7 +16,8 @@ Bitstream, format 1 (integers little endian; varint = unsigned LEB128):
     payload                       32-bit words of constriction's ANS coder
 
 The payload holds, group by group, the K_g scale indices (6-bit uniform symbols; 0 = the
-component is all zero) and then each coded component's column of integers, one per token
+component is all zero), one bit per coded component (1 = its column is coded as differences
+along the token axis) and then each coded component's column of integers, one per token
 (entropy.py). Everything the decoder needs is in these bytes or in the model files.
 
 Exact synthesis: the decoder computes x = mean + Σ_k q_k · W_k · 2^-F with integer
@@ -136,6 +137,23 @@ def synthesize(q: np.ndarray, basis: np.ndarray, mean: np.ndarray, step: float, 
     return mean + (q.astype(np.float64) @ weights) / scale
 
 
+def plan_column(q: np.ndarray) -> tuple[int, bool, np.ndarray]:
+    """(scale index, differenced?, values to code) of one component's column of integers.
+
+    Neighbouring tokens (patches of a picture, words of a text) often have similar coefficients:
+    coding the differences along the token axis can take fewer bits. It is lossless on the
+    integers, so the choice changes the rate, never the reconstruction.
+    """
+    index, bits = entropy.choose_index(q)
+    if not index:
+        return 0, False, q
+    diff = np.diff(q, prepend=0)
+    diff_index, diff_bits = entropy.choose_index(diff)
+    if diff_bits < bits:
+        return diff_index, True, diff
+    return index, False, q
+
+
 class KltCodec:
     """encode(feature, Δ, task) -> bytes; decode(bytes) -> feature. Models loaded once per task."""
 
@@ -174,11 +192,12 @@ class KltCodec:
                         tuple(q.shape[1] for q in columns))
         coder = entropy.Encoder()
         for q in columns:
-            indices = [entropy.choose_index(q[:, k]) for k in range(q.shape[1])]
-            coder.uniform(np.array(indices, dtype=np.int32), entropy.SCALES)
-            for k, index in enumerate(indices):
+            plans = [plan_column(column) for column in np.ascontiguousarray(q.T)]
+            coder.uniform(np.array([index for index, _, _ in plans], dtype=np.int32), entropy.SCALES)
+            coder.uniform(np.array([int(delta) for index, delta, _ in plans if index], dtype=np.int32), 2)
+            for index, _, values in plans:
                 if index:
-                    coder.column(q[:, k], index)
+                    coder.column(values, index)
         stream = header.pack() + coder.finish()
         self._last = (stream, columns)
         return stream
@@ -208,10 +227,12 @@ class KltCodec:
         columns = []
         for k_coded in header.coded:
             indices = reader.uniform(k_coded, entropy.SCALES)
+            deltas = iter(reader.uniform(int(np.count_nonzero(indices)), 2))
             q = np.zeros((count, k_coded), dtype=np.int64)
             for k, index in enumerate(indices):
                 if index:
-                    q[:, k] = reader.column(count, int(index))
+                    values = reader.column(count, int(index))
+                    q[:, k] = np.cumsum(values) if next(deltas) else values
             columns.append(q)
         reader.check_consumed()
         return header, model, columns

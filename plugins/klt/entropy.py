@@ -94,17 +94,18 @@ def _bits(index: int) -> np.ndarray:
 
 
 class _Column:
-    """What the index search needs of a column: its magnitudes, sorted and as a histogram."""
+    """What the index search needs of a column: its magnitudes, and their histogram."""
 
     def __init__(self, q: np.ndarray) -> None:
-        self.magnitudes = np.sort(np.abs(q))
+        self.magnitudes = np.abs(q)
         self.histogram = np.bincount(np.minimum(self.magnitudes, MAX_EDGE))
 
     def bits(self, index: int) -> float:
         """Bits to code the column with table `index`, Exp-Golomb escapes included."""
         edge, bits = table(index)[0], _bits(index)
         n = min(edge, len(self.histogram))
-        excess = self.magnitudes[np.searchsorted(self.magnitudes, edge):] - edge
+        escaped = self.magnitudes[self.magnitudes >= edge] if len(self.histogram) > edge else self.magnitudes[:0]
+        excess = escaped - edge
         escapes = len(excess) * (bits[edge] + math.log2(PREFIX)) + float(np.sum(np.floor(np.log2(excess + 1.0))))
         return float(self.histogram[:n] @ bits[:n]) + escapes
 
@@ -114,16 +115,16 @@ def code_length(q: np.ndarray, index: int) -> float:
     return _Column(q).bits(index)
 
 
-def choose_index(q: np.ndarray) -> int:
-    """The scale index that codes `q` in the fewest bits; 0 when all are zero.
+def choose_index(q: np.ndarray) -> tuple[int, float]:
+    """(the scale index that codes `q` in the fewest bits, those bits); (0, 0) when all are zero.
 
     Starts at the index of the column's mean magnitude and walks to lower cost (the cost is
     unimodal in the index for Laplace-like data; the choice only affects efficiency, not decoding).
     """
-    mean = float(np.mean(np.abs(q)))
-    if mean == 0:
-        return 0
     column = _Column(q)
+    mean = float(np.mean(column.magnitudes))
+    if mean == 0:
+        return 0, 0.0
     best = int(np.clip(round(3 * math.log2(mean) + SCALE_OFFSET), 1, SCALES - 1))
     cost = {best: column.bits(best)}
     for direction in (-1, 1):
@@ -133,7 +134,7 @@ def choose_index(q: np.ndarray) -> int:
             if cost[index] >= cost[best]:
                 break
             best, index = index, index + direction
-    return best
+    return best, cost[best]
 
 
 def _exp_golomb(excess: int) -> list[tuple[int, int]]:

@@ -2,7 +2,9 @@
 
 `harness train` calls the trainer once per rate point; the transform does not depend on the step,
 so the first call fits it and the others find it up to date (same training files, by name, size
-and modification time, and the same tail) and return at once.
+and modification time, and the same tail) and return at once. What was trained on goes to
+klt_training.json beside the model, not into the model files: retraining on the same features gives
+byte-identical model files, so the run key (their hashes) stays the same.
 
 Setting `tail` (`harness train ... -o tail=mini-lm`) fits the transform in the margin metric of a
 frozen task head (tail.py) instead of the squared error.
@@ -18,8 +20,10 @@ import time
 
 import numpy as np
 
-from harness import HarnessError
+from harness import HarnessError, atomic_write_json
 from harness_plugins.klt.model import META, channel_axis_for, fit, to_tokens
+
+TRAINING = "klt_training.json"  # what the model was fitted on (not a model file: not hashed)
 
 
 def training_key(frames: Sequence[np.ndarray]) -> str | None:
@@ -35,14 +39,14 @@ def training_key(frames: Sequence[np.ndarray]) -> str | None:
 
 
 def _up_to_date(out_dir: Path, key: str | None, channel_axis: int, tail: str) -> bool:
-    if key is None or not (out_dir / META).is_file():
+    if key is None or not (out_dir / META).is_file() or not (out_dir / TRAINING).is_file():
         return False
     try:
         meta = json.loads((out_dir / META).read_text(encoding="utf-8"))
+        training = json.loads((out_dir / TRAINING).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return (meta.get("training", {}).get("key") == key and meta.get("channel_axis") == channel_axis
-            and meta.get("tail", "") == tail)
+    return training.get("key") == key and meta.get("channel_axis") == channel_axis and meta.get("tail", "") == tail
 
 
 def tail_metric(frames: Sequence[np.ndarray], channel_axis: int, tail: str,
@@ -80,10 +84,11 @@ def train_transform(frames: Sequence[np.ndarray], out_dir: Path, settings: Mappi
     metric = tail_metric(frames, axis, tail, log) if tail else None
     model = fit((frames[i] for i in range(len(frames))), axis, log, metric)
     model.meta["tail"] = tail
-    source = getattr(frames, "paths", None)
-    model.meta["training"] = {"key": key, "features": len(frames), "seconds": round(time.perf_counter() - start, 2),
-                              "folder": str(Path(source[0]).parent) if source else ""}
     model.save(out_dir)
+    source = getattr(frames, "paths", None)
+    atomic_write_json(out_dir / TRAINING, {"key": key, "features": len(frames),
+                                           "seconds": round(time.perf_counter() - start, 2),
+                                           "folder": str(Path(source[0]).parent) if source else ""})
     log(f"klt transform fitted in {time.perf_counter() - start:.1f}s: {out_dir}")
     return {"checkpoint": out_dir / META, "history": []}
 
