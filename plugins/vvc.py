@@ -67,7 +67,7 @@ def availability() -> str | None:
 # Tool switches a user may add with -o params=...; the base settings above are fixed (they make the
 # stream a 4:0:0 intra stream at the labelled QP) and cannot be overridden.
 FIXED_KEYS = frozenset(k.split("=")[0].lower() for k in BASE_PARAMS.split(":")) | {"seidecodedpicturehash"}
-_PARAM = re.compile(r"[A-Za-z][A-Za-z0-9]*=[A-Za-z0-9.+-]+")
+_PARAM = re.compile(r"[A-Za-z][A-Za-z0-9_]*=[A-Za-z0-9.+-]+")  # VVenC names may hold "_" (LoopFilterTcOffset_div2)
 
 
 def parse_params(text: str) -> tuple[str, ...]:

@@ -112,6 +112,14 @@ def test_params_are_checked(params, message):
         vvc.make_codec({"params": params})
 
 
+def test_params_take_vvenc_names_with_underscores():
+    # VTM's AI config sets deblocking offsets; VVenC spells them with "_div2" and negative values
+    assert vvc.parse_params("LoopFilterBetaOffset_div2=-2:LoopFilterTcOffset_div2=-5") == (
+        "LoopFilterBetaOffset_div2=-2", "LoopFilterTcOffset_div2=-5")
+    with pytest.raises(CodecError, match="bad params entry"):
+        vvc.parse_params("_x=1")
+
+
 def test_params_reach_the_encoder():
     f = frame(64, 64)
     plain = vvc.make_codec({"check_recon": "0"}).encode(f, 32, "cls")
