@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+import difflib
 import importlib
 from importlib import metadata
 import os
@@ -96,6 +97,11 @@ class Registry:
         except Exception as exc:
             self.broken.append(BrokenPlugin(source, f"registration failed: {exc}"))
             return
+        unknown = unknown_hooks(self.pm, plugin)
+        if unknown:  # pluggy would silently never call a misspelled hook: the plugin would look empty
+            self.pm.unregister(plugin)
+            self.broken.append(BrokenPlugin(source, "; ".join(unknown)))
+            return
         self.sources[source.plugin] = source
 
     def _collect(self, hook: str, kind: type, check) -> tuple[dict[str, Registered], list[str]]:
@@ -132,7 +138,9 @@ class Registry:
         for broken in self.broken:
             if broken.source.plugin == name:
                 raise PluginError(f"codec plugin '{name}' ({broken.source.describe()}) is broken: {broken.error}")
-        raise PluginError(unknown_name("codec", name, self.codecs))
+        # the codec may be in a plugin that could not register: say so instead of only "unknown"
+        broken = "".join(f"; broken plugin {b.source.plugin}: {b.error}" for b in self.broken)
+        raise PluginError(unknown_name("codec", name, self.codecs) + broken)
 
     def dataset(self, name: str) -> Registered:
         for conflict in self.dataset_conflicts:
@@ -159,6 +167,19 @@ class Registry:
 
     def locate_tool(self, name: str) -> str | None:
         return self.pm.hook.harness_locate_tool(name=name)
+
+
+def unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """'hook X in FILE is not a harness hook; did you mean Y?' for each @hookimpl with no hookspec."""
+    known = [name for name in dir(hookspecs) if name.startswith("harness_")]
+    where = getattr(plugin, "__file__", None) or getattr(plugin, "__name__", type(plugin).__name__)
+    problems = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is None:
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; harness hooks: {', '.join(known)}"
+            problems.append(f"hook '{caller.name}' in {where} is not a harness hook{hint}")
+    return problems
 
 
 def _check_codec(spec: CodecSpec) -> None:

@@ -144,3 +144,27 @@ def test_conformance_catches_an_unbounded_decoder():
     unbounded = replace(spec, factory=lambda options: _UnboundedZlib())
     with pytest.raises(AssertionError, match=r"allocated \d+ MiB decoding a bitstream that claims a huge output"):
         check_codec(unbounded, tasks=("cls",), hostile=hostile)
+
+
+def test_misspelled_hook_breaks_its_plugin_naming_file_and_hook():
+    from plugins_for_tests import misspelled
+    reg = Registry(extra_plugins=[misspelled])
+    assert "zlib" in reg.codecs  # the other plugins are unaffected
+    [problem] = [b.error for b in reg.broken]
+    assert "hook 'harness_codec' in" in problem and "misspelled.py" in problem
+    assert "did you mean 'harness_codecs'?" in problem
+    with pytest.raises(PluginError, match=r"unknown codec 'spelled'.*broken plugin .*harness_codec"):
+        reg.codec("spelled")
+
+
+def test_misspelled_hook_through_the_environment_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "FCM_HARNESS_PLUGINS": "plugins_for_tests.misspelled",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--codec", "spelled", "--out", str(tmp_path / "r")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "misspelled.py" in lines[0] and "harness_codec" in lines[0], done.stderr
