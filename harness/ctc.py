@@ -7,7 +7,7 @@ metric directions all come from here, and the CTC's hash goes into every run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import hashlib
 from importlib import resources
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.ctc_schema import CTC_FILE, check_keys, check_task_keys, check_tree
 from harness.errors import CTCError, unknown_name
 
 PACKINGS = ("dinov2", "llama3", "sd3")
@@ -100,6 +101,10 @@ class CTC:
     tasks: dict[str, TaskSpec]
     #: the anchors a run under these conditions is reported against (anchor names, see harness.curves)
     anchors: tuple[str, ...] = PAPER_ANCHORS
+    #: bits per feature point of the uncoded features (float32), where the "orig" point sits on curves
+    original_bpfp: float = 32.0
+    #: [rate.<family>] parameter: what the family's rate points are ("qp")
+    rate_parameters: dict[str, str] = field(default_factory=dict)
 
     def task(self, name: str) -> TaskSpec:
         if name not in self.tasks:
@@ -111,6 +116,14 @@ class CTC:
         if family not in spec.truncation:
             raise CTCError(unknown_name("codec family", family, self.families))
         return spec.truncation[family]
+
+    def rate_parameter(self, family: str) -> str:
+        """What a family's rate points are: [rate.<family>] parameter, "lambda" for the task λs."""
+        if family in self.rate_parameters:
+            return self.rate_parameters[family]
+        if family == "hyperprior":
+            return "lambda"
+        raise CTCError(f"the CTC defines no rate points for family '{family}'")
 
     def rate_points(self, task: str, family: str) -> tuple[float, ...]:
         """The CTC's rate points of a family for a task (QPs or λs), the highest rate first.
@@ -149,6 +162,7 @@ def _range_pairs(value: Any, where: str, layers: int) -> Truncation:
 
 def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
     where = f"{file} [tasks.{name}]"
+    check_task_keys(t, families, where)
     shape = tuple(_require(t, "shape", where, list))
     if len(shape) != 4 or not all(isinstance(s, int) and (s > 0 or s == -1) for s in shape):
         raise CTCError(f"{where}: 'shape' must be 4 positive ints (-1 = varies), got {shape}")
@@ -236,6 +250,8 @@ def load_ctc(root: str | Path | None = None) -> CTC:
     root = Path(root)
     meta_file, tasks_file = root / "ctc.toml", root / "tasks.toml"
     meta, tasks = _read_toml(meta_file), _read_toml(tasks_file)
+    check_tree(meta, CTC_FILE, str(meta_file))
+    check_keys(tasks, {"tasks"}, str(tasks_file))
     info = _require(meta, "ctc", str(meta_file), dict)
     quant = _require(meta, "quantization", str(meta_file), dict)
     rules = tuple(_require(quant, "rules", f"{meta_file} [quantization]", list))
@@ -249,6 +265,8 @@ def load_ctc(root: str | Path | None = None) -> CTC:
     task_tables = _require(tasks, "tasks", str(tasks_file), dict)
     anchor_table = meta.get("anchors", {"names": list(PAPER_ANCHORS)})
     anchors = tuple(_require(anchor_table, "names", f"{meta_file} [anchors]", list))
+    bpfp = _require(meta, "bpfp", str(meta_file), dict)
+    original_bpfp = _require(bpfp, "original_bpfp", f"{meta_file} [bpfp]", (int, float))
     specs = {name: _parse_task(name, t, str(tasks_file), list(families)) for name, t in task_tables.items()}
     return CTC(
         name=_require(info, "name", f"{meta_file} [ctc]", str),
@@ -263,6 +281,9 @@ def load_ctc(root: str | Path | None = None) -> CTC:
         families={k: dict(v) for k, v in families.items()},
         tasks=specs,
         anchors=anchors,
+        original_bpfp=float(original_bpfp),
+        rate_parameters={family: _require(table, "parameter", f"{meta_file} [rate.{family}]", str)
+                         for family, table in rate.items()},
     )
 
 

@@ -140,7 +140,7 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
                     rows.append({**base, "rate_point": point, "bpfp": bpfp, "metric": name, "value": value,
                                  "samples": len(predictions), "primary": i == 0})
 
-            add_rows("orig", 32.0, orig, targets)
+            add_rows("orig", ctc.original_bpfp, orig, targets)
             for point, group in task_rows.groupby("rate_point"):
                 ids = list(group["sample"])
                 label = f"{spec.rate_parameter}{point:g}"

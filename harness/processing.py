@@ -174,6 +174,10 @@ class Preprocessor:
         """The pipeline of `task` with the truncation ranges of `family`, producing `kind`."""
         if kind not in ("frame10", "frame01"):
             raise HarnessError(f"no CTC pre-processing produces input kind '{kind}'")
+        wanted = ctc.families.get(family, {}).get("input")
+        if wanted and wanted != kind:  # a family's ranges are meant for one kind of codec input
+            raise HarnessError(f"codec family '{family}' codes {wanted} frames in CTC {ctc.name} "
+                               f"({ctc.root / 'ctc.toml'} [families.{family}]), not {kind}")
         spec = ctc.task(task)
         quantizer = Quantizer(ctc.truncation(task, family), ctc.bit_depth, rule or ctc.default_quant_rule)
         return cls(spec.packing, quantizer, kind, tuple(shape), np.dtype(dtype))

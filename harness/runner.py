@@ -75,6 +75,11 @@ def codec_rate_points(spec: CodecSpec, ctc: CTC, task: str) -> tuple[float, ...]
     if points is None:
         if not spec.family:
             raise HarnessError(f"codec '{spec.name}' declares no rate points and no family")
+        parameter = ctc.rate_parameter(spec.family)
+        if spec.rate_parameter != parameter:  # the family's points would be read as something else
+            raise HarnessError(f"codec '{spec.name}' takes the {spec.family} family's rate points, which are "
+                               f"{parameter} values in CTC {ctc.name}, but names its rate parameter "
+                               f"'{spec.rate_parameter}'")
         return ctc.rate_points(task, spec.family)
     if isinstance(points, dict) or hasattr(points, "keys"):
         if task not in points:

@@ -57,6 +57,12 @@ def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object]) -> d
     settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"], "lr": 1e-4,
                 "val_split": 0.1, "source": table.get("source", ""), "packing": ctc.task(task).packing}
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    # the learned family's frames are padded to this multiple; a crop that is not one would be padded too
+    multiple = int(ctc.families.get("hyperprior", {}).get("pad_multiple", 1))
+    if any(int(side) % multiple for side in settings["crop"]):
+        raise HarnessError(f"training crop {settings['crop']} for '{task}' is not a multiple of the CTC's "
+                           f"pad_multiple {multiple} ({ctc.root / 'ctc.toml'} [families.hyperprior])")
+    settings["pad_multiple"] = multiple
     return settings
 
 
@@ -71,6 +77,9 @@ def train_codec(spec: CodecSpec, ctc: CTC, task: str, rate_point: float, feature
               else f": crop {settings['crop']}, batch {settings['batch']}, epochs {settings['epochs']}")
     log(f"training {spec.name} for {task}, {spec.rate_parameter} {rate_point:g}, on {len(frames)} features "
         f"from {features}{recipe}")
+    recipe_samples = ctc.task(task).hyperprior.get("training_samples")
+    if recipe_samples and recipe_samples != len(frames):  # results are not the CTC's recipe: say so
+        log(f"note: the CTC's recipe trains on {recipe_samples} features; this training set has {len(frames)}")
     outcome = spec.trainer(frames, rate_point, out_dir, settings, log)
     checkpoint, history = Path(outcome["checkpoint"]), list(outcome.get("history", []))
     stem = checkpoint.name.removesuffix(".pth.tar") if checkpoint.name.endswith(".pth.tar") else checkpoint.stem
