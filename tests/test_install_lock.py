@@ -75,3 +75,21 @@ def test_this_environment_matches_the_lock_where_it_matters():
     if differ and not os.environ.get("CI"):
         pytest.skip("this environment was not installed from constraints.txt: " + ", ".join(differ))
     assert not differ, "installed versions differ from constraints.txt: " + ", ".join(differ)
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """A sub-package missing from [tool.setuptools] packages works in an editable install and is
+    absent from a wheel (harness.analysis once was)."""
+    import tomllib
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    folders = {name: Path(path) for name, path in setuptools["package-dir"].items()}
+    missing = []
+    for name, folder in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in parts and ".".join((name, *parts)) not in listed:
+                missing.append(".".join((name, *parts)))
+    assert missing == []
+    assert (ROOT / "harness" / "py.typed").is_file()
+    assert "py.typed" in setuptools["package-data"]["harness"]
