@@ -193,7 +193,7 @@ def plugins() -> None:
     for name, reg in sorted(registry.datasets.items()):
         typer.echo(f"  {name} v{reg.spec.version}: {reg.spec.description} (from {reg.source.describe()})")
     problems = [f"broken plugin {b.source.plugin} ({b.source.describe()}): {b.error}" for b in registry.broken]
-    problems += registry.codec_conflicts + registry.dataset_conflicts + registry.head_conflicts
+    problems += [str(c) for c in (*registry.codec_conflicts, *registry.dataset_conflicts, *registry.head_conflicts)]
     for problem in problems:
         typer.echo(f"  ! {problem}", err=True)
     if registry.codec_conflicts or registry.dataset_conflicts:

@@ -56,6 +56,24 @@ class Registered:
     source: PluginSource
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Two plugins provide one name: only that name (and, for a head, its task) is unusable."""
+
+    kind: str  # "CodecSpec", "DatasetSpec", "TaskHeadSpec"
+    name: str
+    first: Registered
+    second: Registered
+
+    @property
+    def tasks(self) -> set[str]:
+        return {getattr(r.spec, "task", None) for r in (self.first, self.second)} - {None}
+
+    def __str__(self) -> str:
+        return (f"{self.kind} name '{self.name}' is provided twice: by {self.first.source.describe()} "
+                f"and by {self.second.source.describe()}")
+
+
 class Registry:
     """All codecs and datasets the installed (or given) plugins provide."""
 
@@ -104,9 +122,9 @@ class Registry:
             return
         self.sources[source.plugin] = source
 
-    def _collect(self, hook: str, kind: type, check) -> tuple[dict[str, Registered], list[str]]:
+    def _collect(self, hook: str, kind: type, check) -> tuple[dict[str, Registered], list[Conflict]]:
         found: dict[str, Registered] = {}
-        conflicts: list[str] = []
+        conflicts: list[Conflict] = []
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             source = self.sources[impl.plugin_name]
             try:
@@ -121,9 +139,7 @@ class Registry:
                 continue
             for spec in specs:
                 if spec.name in found:
-                    first = found[spec.name].source
-                    conflicts.append(f"{kind.__name__} name '{spec.name}' is provided twice: by "
-                                     f"{first.describe()} and by {source.describe()}")
+                    conflicts.append(Conflict(kind.__name__, spec.name, found[spec.name], Registered(spec, source)))
                     continue
                 found[spec.name] = Registered(spec, source)
         return found, conflicts
@@ -131,8 +147,8 @@ class Registry:
     # ------------------------------------------------------------ look-ups
     def codec(self, name: str) -> Registered:
         for conflict in self.codec_conflicts:
-            if f"'{name}'" in conflict:
-                raise PluginError(conflict + "; uninstall one of them")
+            if conflict.name == name:
+                raise PluginError(f"{conflict}; uninstall one of them")
         if name in self.codecs:
             return self.codecs[name]
         for broken in self.broken:
@@ -144,16 +160,17 @@ class Registry:
 
     def dataset(self, name: str) -> Registered:
         for conflict in self.dataset_conflicts:
-            if f"'{name}'" in conflict:
-                raise PluginError(conflict)
+            if conflict.name == name:
+                raise PluginError(str(conflict))
         if name not in self.datasets:
             raise PluginError(unknown_name("dataset", name, self.datasets))
         return self.datasets[name]
 
     def head_for(self, task: str, name: str | None = None) -> Registered:
         """The task head for a CTC task: by name, or the only one registered for the task."""
-        for conflict in self.head_conflicts:
-            raise PluginError(conflict)
+        for conflict in self.head_conflicts:  # a clash of two other tasks' heads does not matter here
+            if task in conflict.tasks and (name is None or name == conflict.name):
+                raise PluginError(f"{conflict}; uninstall one of them")
         candidates = {n: r for n, r in self.heads.items() if r.spec.task == task}
         if name:
             if name not in candidates:

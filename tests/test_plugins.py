@@ -168,3 +168,13 @@ def test_misspelled_hook_through_the_environment_is_one_line(tmp_path):
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "misspelled.py" in lines[0] and "harness_codec" in lines[0], done.stderr
+
+
+def test_a_head_clash_blocks_only_its_task():
+    from plugins_for_tests import duplicate_head
+    reg = Registry(extra_plugins=[duplicate_head])
+    [conflict] = reg.head_conflicts
+    assert conflict.name == "paper-cls" and conflict.tasks == {"cls"}
+    assert reg.head_for("sal").spec.name == "mini-sal"  # other tasks are unaffected
+    with pytest.raises(PluginError, match=r"TaskHeadSpec name 'paper-cls' is provided twice: by fcm-harness"):
+        reg.head_for("cls")
