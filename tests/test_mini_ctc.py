@@ -102,3 +102,10 @@ def test_the_shipped_vtm_sheet_of_the_mini_ctc_compares_with_mini_vvc(capsys):
     table = _json.loads(capsys.readouterr().out)
     for task in ("sal", "lm"):  # a number, not n/a: both sheets span the same QPs
         assert isinstance(table["tasks"][task]["bd_rate_percent"], float)
+
+
+def test_check_codec_runs_on_the_mini_ctc_with_its_own_tasks():
+    from harness.testing import check_codec
+    spec = default_registry().codec("zlib").spec
+    report = check_codec(spec, ctc=load_ctc("mini"))  # used to be a KeyError: 'sal'
+    assert report.tasks == ("sal", "lm") and all(len(bits) == 5 for bits in report.bits.values())
