@@ -72,6 +72,14 @@ def test_depth_head_conv_before_resize_equals_resize_before_conv():
     ours = torch.nn.functional.interpolate(head.conv_depth(torch.cat(parts, 1)), scale_factor=4, mode="bilinear",
                                            align_corners=False)
     assert torch.allclose(official, ours, atol=1e-5)
+    # the head's own forward: the official order (resize, conv, bins, clamp, resize to the output)
+    weights = torch.relu(official) + 0.1
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    depth = torch.einsum("ikmn,k->imn", weights, head.bins).unsqueeze(1).clamp(head.min_depth, head.max_depth)
+    expected = torch.nn.functional.interpolate(depth, size=(30, 36), mode="bilinear", align_corners=False)
+    got = head(layers, grid=(5, 6), out=(30, 36))
+    assert got.shape == (1, 1, 30, 36) and torch.allclose(got, expected, atol=1e-5)
+    assert got.std() > 0  # not a constant map
 
 
 def test_missing_weights_fail_fast_naming_every_file(tmp_path, capsys):
