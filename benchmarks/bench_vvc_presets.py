@@ -6,8 +6,14 @@ time, its ratio to the reference encoder, and BD-rate vs the reference
 (bits against 10-bit frame PSNR, pchip; + = more bits than the reference).
 Everything is measured in this one run, encoders single-threaded.
 
-    python benchmarks/bench_vvc_presets.py [--tasks cls,tti] [--presets faster,fast,medium]
-    HARNESS_VTM_DIR=/path/to/VTM python benchmarks/bench_vvc_presets.py   # against VTM
+Each preset runs with the vvc plugin's tuned tool switches (its default), and with `--bare` also
+without them (rows "<preset>/bare").
+
+    python benchmarks/bench_vvc_presets.py [--tasks cls,tti] [--presets fast,medium] [--bare]
+    HARNESS_VTM_DIR=/path/to/VTM python benchmarks/bench_vvc_presets.py --bare   # against VTM
+
+HARNESS_VTM_DIR is a VTM build made with `bash benchmarks/build_vtm.sh SOURCE OUT` (bin/EncoderApp*,
+bin/DecoderApp*, cfg/encoder_intra_vtm.cfg); see docs/vvc-vs-vtm.md.
 """
 
 from __future__ import annotations
@@ -45,10 +51,17 @@ def measure(codec, frame: np.ndarray) -> tuple[float, list[int], list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", default="cls,tti,csr")
-    parser.add_argument("--presets", default="faster,fast,medium")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="cls,tti,csr", help="demo tasks, comma separated")
+    parser.add_argument("--presets", default="fast,medium", help="VVenC presets, comma separated")
+    parser.add_argument("--bare", action="store_true", help="also each preset without the tuned switches")
     args = parser.parse_args()
+    settings = {}
+    for preset in args.presets.split(","):
+        settings[preset] = {"preset": preset, "check_recon": "0"}
+        if args.bare:
+            settings[f"{preset}/bare"] = {"preset": preset, "params": "", "check_recon": "0"}
     ctc = load_ctc()
     dataset = resolve_dataset("demo", None, ctc, default_registry(), progress=False).dataset
     frames = {}
@@ -65,17 +78,17 @@ def main() -> None:
     results = {}
     for task, frame in frames.items():
         results[(task, reference_name)] = measure(reference, frame)
-        for preset in args.presets.split(","):
-            results[(task, preset)] = measure(vvc.make_codec({"preset": preset, "check_recon": "0"}), frame)
-    print(f"{'task':5} {'preset':8} {'enc s':>8} {'ratio ' + reference_name:>18} {'BD-rate':>9}")
+        for name, options in settings.items():
+            results[(task, name)] = measure(vvc.make_codec(options), frame)
+    print(f"{'task':5} {'preset':12} {'enc s':>8} {'ratio ' + reference_name:>18} {'BD-rate':>9}")
     for task in frames:
         ref_s, ref_bits, ref_q = results[(task, reference_name)]
-        for preset in args.presets.split(","):
-            s, bits, q = results[(task, preset)]
+        for name in settings:
+            s, bits, q = results[(task, name)]
             bd = bd_rate(ref_bits, ref_q, bits, q)
             shown = f"{bd.value:+.2f} %" if bd.ok else f"n/a ({bd.reason[:40]})"
-            print(f"{task:5} {preset:8} {s:8.2f} {ref_s / s:17.1f}x {shown:>9}")
-        print(f"{task:5} {reference_name:8} {ref_s:8.2f}")
+            print(f"{task:5} {name:12} {s:8.2f} {ref_s / s:17.1f}x {shown:>9}")
+        print(f"{task:5} {reference_name:12} {ref_s:8.2f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ bin/DecoderApp*, cfg/encoder_intra_vtm.cfg). Without HARNESS_VTM_DIR, pass --vtm
         --setting fast=fast --setting "fast+mts=fast:MTS=1" --out runs/bench
     python benchmarks/bench_vvc_vs_vtm.py --dataset demo --task cls --task tti --limit 2 --out runs/bench-demo
 
-Settings are NAME=PRESET[:Key=Value...]; the default list is every preset without extra switches.
+Settings are NAME=PRESET[:Key=Value...] (the bare preset plus those switches) or `default` (the plugin's
+default: preset fast with its tuned switches); the default list is `default` and the bare presets.
 Writes OUT/<setting>/ (ordinary run directories, resumable) and OUT/summary.csv.
 """
 
@@ -39,14 +40,17 @@ from harness.runner import RunRequest, execute
 from harness.sources import resolve_ctc
 from harness.registry import default_registry
 
-DEFAULT_SETTINGS = ("faster=faster", "fast=fast", "medium=medium", "slow=slow")
+DEFAULT_SETTINGS = ("default", "faster=faster", "fast=fast", "medium=medium", "slow=slow")
 
 
 def parse_setting(text: str) -> tuple[str, dict[str, str]]:
+    """NAME=PRESET[:Key=Value...] (the bare preset plus these switches), or "default": the plugin's defaults."""
+    if text == "default":
+        return "default", {"check_recon": "0"}
     name, _, body = text.partition("=")
     preset, _, params = body.partition(":")
     if not name or not preset:
-        raise SystemExit(f"--setting must be NAME=PRESET[:Key=Value...], got {text!r}")
+        raise SystemExit(f"--setting must be NAME=PRESET[:Key=Value...] or default, got {text!r}")
     return name, {"preset": preset, "params": params, "check_recon": "0"}
 
 
@@ -97,7 +101,8 @@ def main() -> None:
         by_task = {on: {c.task: c for c in compare(vtm_curves[on], load_run_curve(run_dir, ctc, on), on=on)}
                    for on in ("mse", "metric")}
         for task in sorted(by_task["mse"]):
-            rows.append({"setting": name, "preset": options["preset"], "params": options["params"], "task": task,
+            rows.append({"setting": name, "preset": options.get("preset", "(default)"),
+                         "params": options.get("params", "(default)"), "task": task,
                          "bd_rate_mse_pct": by_task["mse"][task].rate.value,
                          "bd_rate_metric_pct": by_task["metric"][task].rate.value,
                          "why_nan": by_task["metric"][task].rate.reason or by_task["mse"][task].rate.reason,

@@ -127,3 +127,15 @@ def test_params_reach_the_encoder():
     stream = tuned.encode(f, 32, "cls")
     assert stream != plain  # the switches changed what was coded
     assert tuned.decode(stream).shape == f.shape
+
+
+def test_the_default_codes_with_the_tuned_switches_and_params_replace_them():
+    default = vvc.make_codec({})
+    assert default.preset == "fast" and default.params == vvc.parse_params(vvc.TUNED_PARAMS)
+    args = vvc.encoder_args("ffmpeg", 384, 257, 32, default.preset, 1, Path("o"), False, default.params)
+    line = args[args.index("-vvenc-params") + 1]
+    assert line == ("ChromaFormatIDC=400:IntraQPOffset=0:BIM=0:TransformSkip=1:TransformSkipLog2MaxSize=5:"
+                    "LoopFilterBetaOffset_div2=-2:LoopFilterTcOffset_div2=-5:NumIntraModesFullRD=-1:"
+                    "ISP=3:CTUSize=128:MinQTISlice=8")
+    assert vvc.make_codec({"params": ""}).params == ()  # the bare preset
+    assert vvc.make_codec({"params": "MTS=1"}).params == ("MTS=1",)
