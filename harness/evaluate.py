@@ -55,6 +55,15 @@ class EvaluationRequest:
     device: str | None = None  # default: cuda when available
 
 
+def check_head_metric(head, registered, ctc: CTC, task: str) -> None:
+    """A head must score the metric the CTC names for its task: curves and BD-rates are read by that name."""
+    wanted = ctc.task(task).metric
+    if getattr(head, "metric", None) != wanted:
+        raise HarnessError(f"task head '{registered.spec.name}' ({registered.source.describe()}) scores "
+                           f"'{getattr(head, 'metric', None)}', but {ctc.root / 'tasks.toml'} [tasks.{task}] "
+                           f"says metric = '{wanted}'")
+
+
 def _context(meta: dict, ctc: CTC, request: EvaluationRequest) -> HeadContext:
     synthetic = bool(meta["dataset"].get("synthetic"))
     backend = request.backend if request.backend != "auto" else ("demo" if synthetic else "official")
@@ -109,6 +118,7 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
         for task in tasks:
             head_reg = registry.head_for(task, heads.get(task))
             head = head_reg.spec.factory(context)
+            check_head_metric(head, head_reg, ctc, task)
             task_rows = ok[ok.task == task]
             samples = sorted(task_rows["sample"].unique())
             features = {s: context.dataset.feature_path(task, s) for s in samples}

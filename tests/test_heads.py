@@ -153,3 +153,18 @@ def test_official_tti_files_are_checked(tmp_path):
     (tmp_path / "weights-inception-2015-12-05-6726825d.pth").write_bytes(b"not the inception weights")
     with pytest.raises(Exception, match="is not the expected Inception weights"):
         tasks.Tti(official_context(tmp_path))
+
+
+def test_a_head_scoring_another_metric_than_the_ctc_is_one_error_naming_the_file(tmp_path, monkeypatch):
+    import harness.registry
+    from harness.errors import HarnessError
+    from harness.evaluate import EvaluationRequest, evaluate_run
+    from harness.runner import RunRequest, execute
+
+    run = execute(RunRequest(codec="zlib", tasks=["cls"], limit=1, rate_points=[4], out=tmp_path / "run",
+                             jobs=1, progress=False)).run_dir
+    monkeypatch.setenv("FCM_HARNESS_PLUGINS", "plugins_for_tests.wrong_metric_head")
+    monkeypatch.setattr(harness.registry, "_default", None)
+    with pytest.raises(HarnessError, match=r"task head 'wrong-cls' .* scores 'top5_accuracy', but .*tasks.toml "
+                                           r"\[tasks.cls\] says metric = 'top1_accuracy'"):
+        evaluate_run(EvaluationRequest(run, heads={"cls": "wrong-cls"}, progress=False))
