@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+import inspect
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -87,7 +88,7 @@ class CodecSpec:
     - rate_points: ordered from the highest rate to the lowest. A tuple for all
       tasks, a mapping task -> tuple, or None to use the CTC's points of the
       family (QPs for vtm, the task's λs for hyperprior).
-    - availability: returns None when the codec can run here, or a message
+    - availability([options]): returns None when the codec can run here, or a message
       saying what is missing and how to provide it (shown by `harness plugins`).
     - options: option names the factory accepts, with their defaults.
     - provenance: given the options, facts to record in run.json (e.g. the
@@ -110,16 +111,21 @@ class CodecSpec:
     rate_points: tuple[float, ...] | Mapping[str, tuple[float, ...]] | None = None
     description: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
-    availability: Callable[[], str | None] | None = None
+    availability: Callable[..., str | None] | None = None  # () or (options)
     provenance: Callable[[Mapping[str, str]], dict[str, str]] | None = None
     trainer: Callable[..., object] | None = None
     model_files: Callable[[Mapping[str, str], str, float], list[Path]] | None = None
     external_tools: tuple[str, ...] = ()
     lossless: bool = False
 
-    def missing(self) -> str | None:
-        """None when the codec can run here, else what is missing."""
-        return self.availability() if self.availability else None
+    def missing(self, options: Mapping[str, str] | None = None) -> str | None:
+        """None when the codec can run here (with these -o options), else what is missing.
+
+        `availability` may take the options (tools given as -o encoder=PATH) or nothing."""
+        if not self.availability:
+            return None
+        takes_options = bool(inspect.signature(self.availability).parameters)
+        return self.availability(dict(options or {})) if takes_options else self.availability()
 
 
 def format_rate_point(parameter: str, value: float) -> str:

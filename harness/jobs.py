@@ -73,7 +73,7 @@ def codec_for(job: Job) -> tuple[CodecSpec, Codec]:
     key = (job.codec, job.codec_options, job.plugin_modules)
     if key not in _codecs:
         spec = registry_for(job.plugin_modules).codec(job.codec).spec
-        missing = spec.missing()
+        missing = spec.missing(dict(job.codec_options))
         if missing:
             raise CodecError(f"codec '{spec.name}' cannot run here: {missing}")
         _codecs[key] = (spec, spec.factory(dict(job.codec_options)))

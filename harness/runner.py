@@ -176,7 +176,7 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
     ctc = resolve_ctc(request.ctc_dir, request.dataset, registry)
     registered = registry.codec(request.codec)
     spec: CodecSpec = registered.spec
-    missing_tool = spec.missing()
+    missing_tool = spec.missing(request.codec_options)
     if missing_tool:
         raise HarnessError(f"codec '{spec.name}' cannot run here: {missing_tool}")
     for task in request.tasks or ():

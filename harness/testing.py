@@ -90,7 +90,7 @@ def check_codec(spec: CodecSpec, tasks: Sequence[str] | None = None, options: di
     # the paper's three packings by default; every task of any other CTC
     tasks = tuple(tasks or (("cls", "csr", "tti") if set(SMALL_SHAPES) <= set(ctc.tasks) else ctc.tasks))
     options = dict(options or {})
-    missing = spec.missing()
+    missing = spec.missing(options)
     assert not missing, f"{spec.name}: cannot run here: {missing}"
     bits: dict[str, list[int]] = {}
     for task in tasks:

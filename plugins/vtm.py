@@ -234,8 +234,8 @@ def make_codec(options: Mapping[str, str]) -> VtmCodec:
                     options.get("check_recon", "1") not in ("0", "false", "no"), log_dir)
 
 
-def availability() -> str | None:
-    tools = find_tools()
+def availability(options: Mapping[str, str] | None = None) -> str | None:
+    tools = find_tools(options)
     return tools if isinstance(tools, str) else None
 
 

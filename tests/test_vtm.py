@@ -233,3 +233,16 @@ def test_a_run_keeps_vtms_log_summary_and_version(tmp_path, data_root, sps_of_fr
     from harness.curves import run_description  # what a promoted anchor says: the version, no local paths
     described = run_description(meta)
     assert "vtm_version 23.3" in described and str(tmp_path) not in described
+
+
+def test_tools_given_as_options_make_vtm_available(tmp_path, monkeypatch):
+    from harness.registry import Registry
+    for name in ("HARNESS_VTM_DIR", "HARNESS_VTM_ENCODER", "HARNESS_VTM_DECODER", "HARNESS_VTM_CFG"):
+        monkeypatch.delenv(name, raising=False)
+    spec = Registry().codec("vtm").spec
+    assert spec.missing() and "EncoderApp" in spec.missing()
+    tools = {}
+    for key in ("encoder", "decoder", "cfg"):
+        tools[key] = str(tmp_path / key)
+        (tmp_path / key).write_text("")
+    assert spec.missing(tools) is None  # -o encoder=... -o decoder=... -o cfg=... alone is enough
