@@ -45,11 +45,14 @@ class FeatureHashes:
         key = os.path.abspath(path)
         info = os.stat(key)
         entry = self._entries.get(key)
-        if (isinstance(entry, list) and len(entry) == 3 and entry[0] == info.st_size
-                and entry[1] == info.st_mtime_ns and isinstance(entry[2], str) and len(entry[2]) == 64):
-            return entry[2]
+        # ctime and inode too: a file replaced by another of the same size with its mtime set back
+        # (cp -p, touch -r) gets a new ctime, which no user call can set
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+        if (isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp
+                and isinstance(entry[4], str) and len(entry[4]) == 64):
+            return entry[4]
         value = file_sha256(Path(key))
-        self._entries[key] = [info.st_size, info.st_mtime_ns, value]
+        self._entries[key] = [*stamp, value]
         self._dirty = True
         return value
 

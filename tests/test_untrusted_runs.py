@@ -202,3 +202,17 @@ def test_a_changed_feature_of_the_same_size_redoes_exactly_its_jobs(tmp_path):
     assert (after.loc[["img_a", "img_c"]].bitstream_sha256 == before.loc[["img_a", "img_c"]].bitstream_sha256).all()
     third = execute(request)
     assert third.ran == 0  # the digest cache holds the new content's hash
+
+
+def test_a_feature_replaced_with_its_old_mtime_is_hashed_again(tmp_path):
+    import os
+    from harness.feature_hashes import FeatureHashes
+    path = tmp_path / "f.npy"
+    np.save(path, np.zeros(8, np.float32))
+    cache = FeatureHashes(tmp_path / "cache.json")
+    first = cache.digest(path)
+    stat = os.stat(path)
+    np.save(path, np.ones(8, np.float32))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime set back, as cp -p / touch -r do
+    assert os.stat(path).st_mtime_ns == stat.st_mtime_ns and os.stat(path).st_size == stat.st_size
+    assert cache.digest(path) != first  # the changed ctime gives it away
