@@ -29,6 +29,7 @@ from harness.processing import Preprocessor
 from harness.provenance import load_run_meta
 from harness.registry import Registry, default_registry
 from harness.results import read_stored, read_table
+from harness.safe_io import check_run_folders
 from harness.tasks import HeadContext
 
 WEIGHTS_ENV = "FCM_HARNESS_WEIGHTS"
@@ -98,6 +99,7 @@ def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str]
 def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.DataFrame:
     run_dir = Path(request.run_dir)
     meta = load_run_meta(run_dir)
+    check_run_folders(run_dir)
     ctc = ctc_of_run(meta, run_dir, ctc_dir)
     table = read_table(run_dir)
     ok = table[table.status == "ok"]

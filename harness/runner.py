@@ -29,6 +29,7 @@ from harness.jobs import Job, registry_for, run_job
 from harness.locks import Locked, exclusive
 from harness.npyio import atomic_write_json
 from harness.provenance import check_resumable, now, read_run_json, write_run_json
+from harness.safe_io import check_run_folders
 from harness.registry import Registered
 from harness.results import ResultRecord, is_complete, job_paths, read_record, write_table
 from harness.sources import DatasetSource, cache_dir, resolve_ctc, resolve_dataset
@@ -190,6 +191,7 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
     source = resolve_dataset(request.dataset, request.data_root, ctc, registry, progress=request.progress)
     run_dir = Path(request.out) if request.out else default_out(source.label, spec.name)
     prepare_run_dir(run_dir)
+    check_run_folders(run_dir)
     with run_dir_lock(run_dir):
         return _plan_and_run(request, executor, registered, ctc, source, run_dir)
 

@@ -59,6 +59,18 @@ def inside(root: Path, relative: object, where: str, field: str) -> Path:
     return path
 
 
+def check_run_folders(run_dir: Path, folders: tuple[str, ...] = ("records", "bitstreams", "predictions", "logs",
+                                                                   "report")) -> None:
+    """Refuse a run directory whose folders are links leading out of it: the harness would write
+    (predictions, records, reports) or read (bitstreams) somewhere the run does not own."""
+    root = Path(run_dir).resolve()
+    for name in folders:
+        folder = Path(run_dir) / name
+        if (folder.is_symlink() or folder.exists()) and not folder.resolve().is_relative_to(root):
+            raise RunError(f"{folder}: a link leading outside the run directory ({folder.resolve()}); "
+                           "replace it with a real folder")
+
+
 def read_regular(path: Path, size: int | None = None, limit: int | None = None) -> bytes:
     """The bytes of a regular file: never follows a final link, never blocks on a FIFO, and checks
     the size (exact `size`, or at most `limit`) before reading anything."""

@@ -216,3 +216,16 @@ def test_a_feature_replaced_with_its_old_mtime_is_hashed_again(tmp_path):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime set back, as cp -p / touch -r do
     assert os.stat(path).st_mtime_ns == stat.st_mtime_ns and os.stat(path).st_size == stat.st_size
     assert cache.digest(path) != first  # the changed ctime gives it away
+
+
+def test_folders_linked_out_of_the_run_are_refused_before_writing(run, tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    shutil.move(str(run / "predictions"), outside)
+    (run / "predictions").symlink_to(outside)
+    before = sorted(p.name for p in outside.rglob("*"))
+    err = one_line_error(capsys, "evaluate", str(run))
+    assert "predictions: a link leading outside the run directory" in err
+    assert sorted(p.name for p in outside.rglob("*")) == before  # nothing written there
+    err = one_line_error(capsys, "run", "--codec", "zlib", "--task", "cls", "--limit", "2", "--rate-points", "0,3",
+                         "--out", str(run), "--no-progress")
+    assert "a link leading outside the run directory" in err
