@@ -107,52 +107,31 @@ def run(
     weights: Annotated[Optional[Path], typer.Option(help="Folder of official head weights ($FCM_HARNESS_WEIGHTS).")] = None,
 ) -> None:
     """Code the features with a codec plugin, then evaluate the tasks (resumable)."""
-    from harness.runner import RunRequest, execute
+    from harness import api
     from harness.results import summary
 
-    request = RunRequest(codec=codec, tasks=task, dataset=dataset, data_root=data_root, samples_file=samples,
-                         limit=limit, out=out, jobs=jobs, rate_points=_split_numbers(rate_points),
-                         codec_options=_options(option), quant_rule=quant_rule, ctc_dir=ctc,
-                         command=["harness", *sys.argv[1:]], progress=progress)
-    pool = None
-    if executor != "local" or scheduler:
-        if executor != "dask":
-            raise HarnessError(f"unknown executor '{executor}'; available: local, dask (--scheduler needs dask)")
-        try:
-            from harness.dask_executor import make_executor
-        except ImportError:
-            raise HarnessError("the dask executor needs: pip install 'fcm-harness[cluster]'") from None
-        pool = make_executor("dask", jobs, scheduler)
-    try:
-        outcome = execute(request, executor=pool)
-    finally:
-        if pool is not None:
-            pool.close()
+    request = api.RunRequest(codec=codec, tasks=task, dataset=dataset, data_root=data_root, samples_file=samples,
+                             limit=limit, out=out, jobs=jobs, rate_points=_split_numbers(rate_points),
+                             codec_options=_options(option), quant_rule=quant_rule, ctc_dir=ctc,
+                             command=["harness", *sys.argv[1:]], progress=progress)
+    done = api.run(request, executor, scheduler, evaluate_tasks, heads, weights)
+    outcome = done.outcome
     typer.echo(f"run directory: {outcome.run_dir}")
     typer.echo(f"jobs: {outcome.planned} planned, {outcome.skipped} already done, {outcome.ran} run, "
                f"{len(outcome.failures)} failed")
     table = summary(outcome.table)
     if not table.empty:
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if evaluate_tasks and outcome.table is not None and (outcome.table.status == "ok").any():
-        try:
-            _evaluate(outcome.run_dir, heads, weights, progress)
-        except HarnessError as exc:
-            if heads != "auto" or "missing task-head files" not in str(exc):
-                raise
-            # coding is done and kept; the metrics can follow once the weights are there
-            typer.echo(f"note: task metrics skipped: {exc}; then run: harness evaluate {outcome.run_dir}", err=True)
-    if outcome.failures:
-        first = outcome.failures[0]
-        raise HarnessError(f"{len(outcome.failures)} job(s) failed; first: {first.task}/{first.sample} "
-                           f"{first.rate_parameter}{first.rate_point:g}: {first.error} "
-                           f"(see {outcome.run_dir / 'results.csv'})")
+    if done.metrics is not None:
+        _show_metrics(done.metrics)
+    if done.skipped_evaluation:  # coding is done and kept; the metrics can follow once the weights are there
+        typer.echo(f"note: task metrics skipped: {done.skipped_evaluation}; then run: harness evaluate "
+                   f"{outcome.run_dir}", err=True)
+    if done.failure_message():
+        raise HarnessError(done.failure_message())
 
 
-def _evaluate(run_dir: Path, heads: str, weights: Optional[Path], progress: bool = True) -> None:
-    from harness.evaluate import EvaluationRequest, evaluate_run
-
-    metrics = evaluate_run(EvaluationRequest(run_dir, heads, weights, progress=progress))
+def _show_metrics(metrics) -> None:
     typer.echo("task metrics (" + ", ".join(sorted(set(metrics["mode"]))) + "):")
     typer.echo(metrics[["task", "rate_point", "bpfp", "metric", "value", "samples", "mode"]].to_string(
         index=False, float_format=lambda v: f"{v:.4g}"))
@@ -165,7 +144,9 @@ def evaluate(
     weights: Annotated[Optional[Path], typer.Option(help="Folder of official head weights.")] = None,
 ) -> None:
     """Task metrics of a run (writes metrics.csv; cached predictions make it resumable)."""
-    _evaluate(run_dir, heads, weights)
+    from harness import api
+
+    _show_metrics(api.evaluate(api.EvaluationRequest(run_dir, heads, weights)))
 
 
 @app.command()

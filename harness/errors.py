@@ -30,6 +30,10 @@ class PluginError(HarnessError):
     """A plugin is broken, duplicated or unknown."""
 
 
+class MissingHeadFilesError(HarnessError):
+    """Official task-head weights are not where the harness looks; coding results stay valid."""
+
+
 class CodecError(HarnessError):
     """A codec failed or returned something the harness cannot accept."""
 

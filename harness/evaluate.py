@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from harness.ctc import CTC, ctc_of_run
 from harness.dataset import Dataset, load_feature
-from harness.errors import HarnessError
+from harness.errors import HarnessError, MissingHeadFilesError
 from harness.jobs import codec_for_verify
 from harness.npyio import atomic_save_npy, atomic_write_text, load_npy
 from harness.processing import Preprocessor
@@ -92,7 +92,7 @@ def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str]
         missing += [str(p) for p in spec.required_files(context) if not p.exists()]
     if missing:
         hint = f"set --weights DIR or ${WEIGHTS_ENV}" if context.weights is None else "put them there"
-        raise HarnessError(f"missing task-head files ({hint}; or --heads demo for seeded stand-in heads): "
+        raise MissingHeadFilesError(f"missing task-head files ({hint}; or --heads demo for seeded stand-in heads): "
                            + ", ".join(missing))
 
 

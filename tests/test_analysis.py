@@ -287,6 +287,7 @@ def demo_run(demo, tmp_path_factory):
     return out, summary, seen
 
 
+@pytest.mark.slow
 def test_demo_analysis_writes_page_and_figures(demo_run):
     out, summary, seen = demo_run
     html = (out / "index.html").read_text()
@@ -301,6 +302,7 @@ def test_demo_analysis_writes_page_and_figures(demo_run):
     assert summary["seconds"] < 120  # ~15 s of CPU on 2 cores; generous for loaded machines
 
 
+@pytest.mark.slow
 def test_demo_tables(demo_run, demo):
     import csv
     out, summary, _ = demo_run
@@ -325,6 +327,7 @@ def test_demo_tables(demo_run, demo):
     assert len(samples) == 6 + 3 + 4 + 6 + 6
 
 
+@pytest.mark.slow
 def test_reconstruction_through_a_codec(demo, tmp_path):
     recon = A.codec_reconstructor(demo.ctc, "zlib", 4)
     summary = A.analyze_dataset(demo, ["cls"], tmp_path, reconstruct=recon, limit=1)
@@ -333,6 +336,7 @@ def test_reconstruction_through_a_codec(demo, tmp_path):
     assert "vs reconstructed" in html and "zlib @ shift4" in html
 
 
+@pytest.mark.slow
 def test_analyze_command_with_a_run(tmp_path, capsys):
     """harness analyze over the demo, with reconstructions decoded from a run directory."""
     from harness.cli import main
@@ -364,6 +368,7 @@ def test_scaled_ctc_changes_only_one_range(tmp_path):
     assert copy.sha256 != ctc.sha256
 
 
+@pytest.mark.slow
 def test_truncation_study_command(tmp_path, capsys):
     from harness.cli import main
 

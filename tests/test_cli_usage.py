@@ -82,11 +82,13 @@ def test_help_and_version_exit_zero():
 def test_ctrl_c_prints_the_resume_hint_and_keeps_finished_jobs(tmp_path):
     root = make_root(tmp_path / "d", cls_ids=tuple(f"img_{i}" for i in range(12)))
     out = tmp_path / "run"
-    proc = subprocess.Popen([str(HARNESS_BIN), "run", "--codec", "zlib", "--data-root", str(root), "--task", "cls",
-                             "--jobs", "1", "--no-progress", "-o", "level=9", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 60
+    tests = str(Path(__file__).parent)  # a codec slow enough (0.3 s a job) to be caught halfway under any load
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FCM_HARNESS_PLUGINS": "plugins_for_tests.slow_codec",
+           "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([str(HARNESS_BIN), "run", "--codec", "slowzlib", "--data-root", str(root), "--task", "cls",
+                             "--jobs", "1", "--no-progress", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "records").rglob("*.json"))) < 3:
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)

@@ -80,6 +80,7 @@ def reference(data, tmp_path_factory):
     return pd.read_csv(outcome.run_dir / "results.csv")[STABLE]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_changes_nothing_in_the_result_table(data, reference, tmp_path):
     out = tmp_path / "dask"
     executor = DaskExecutor(workers=3, retries=2)
@@ -123,6 +124,7 @@ def test_a_killed_worker_changes_nothing_in_the_result_table(data, reference, tm
     assert temp_files(out) == []
 
 
+@pytest.mark.slow
 def test_codecs_are_built_once_per_worker_and_a_crashing_job_is_not_retried_forever(data, tmp_path):
     executor = DaskExecutor(workers=2, retries=1)
     try:
@@ -161,6 +163,7 @@ execute(RunRequest(codec="zlib", data_root=Path(sys.argv[1]), out=Path(sys.argv[
 """
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_from_the_run_directory(data, reference, tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))

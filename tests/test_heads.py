@@ -82,6 +82,7 @@ def test_depth_head_conv_before_resize_equals_resize_before_conv():
     assert got.std() > 0  # not a constant map
 
 
+@pytest.mark.slow
 def test_missing_weights_fail_fast_naming_every_file(tmp_path, capsys):
     from harness.cli import main
 
@@ -98,6 +99,7 @@ def test_missing_weights_fail_fast_naming_every_file(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_demo_fidelity_is_perfect_on_originals_and_degrades_with_vvc(tmp_path, capsys):
     from harness.cli import main
     from harness_plugins.vvc import availability

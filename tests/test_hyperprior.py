@@ -124,6 +124,7 @@ def test_round_trip(codec, index):
     assert np.array_equal(decoded, codec.decode(stream))
 
 
+@pytest.mark.slow
 def test_fresh_process_decode_is_bit_identical(codec, run, tmp_path):
     """Same thread count (1): bit-identical in a fresh process. Another thread count (2):
     the entropy decoding is the same, the synthesis transform may differ by a few ulp."""
@@ -217,6 +218,7 @@ def test_plugin_spec_and_harness_conformance(run):
     assert report.bits["cls"][0] > 0
 
 
+@pytest.mark.slow
 def test_train_run_verify_through_the_cli(tmp_path, capsys):
     """harness train on demo-like features, then harness run and verify with the checkpoint."""
     from harness.cli import main
@@ -276,6 +278,7 @@ def test_run_without_checkpoints_explains_how_to_make_them(tmp_path, capsys, mon
     assert "no checkpoint directory given" in err and "harness train --codec hyperprior" in err
 
 
+@pytest.mark.slow
 def test_generalization_matrix(tmp_path, capsys):
     """Models trained on cls and on tti each code both tasks' features (paper Table 6)."""
     from harness.cli import main

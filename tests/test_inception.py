@@ -30,6 +30,7 @@ def test_a_file_with_another_hash_is_refused(monkeypatch, tmp_path):
 
 
 @needs_inception
+@pytest.mark.slow
 def test_inception_features_give_fid_zero_on_the_same_set_and_more_on_another():
     net = inception.network()
     rng = np.random.default_rng(0)

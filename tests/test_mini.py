@@ -77,6 +77,7 @@ def test_saliency_split_is_exact():
 
 
 @needs_wheels
+@pytest.mark.slow
 def test_language_split_is_exact():
     """Final RMSNorm + lm_head (read from the GGUF) on the last layer's output == the model's logits."""
     import torch

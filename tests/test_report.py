@@ -25,6 +25,7 @@ class _Refs(HTMLParser):
             self.refs.append(attrs["href"])
 
 
+@pytest.mark.slow
 def test_report_on_a_demo_run(tmp_path, capsys):
     run = execute(RunRequest(codec="zlib", tasks=["cls", "tti"], limit=2, out=tmp_path / "run", jobs=1,
                              progress=False)).run_dir
@@ -63,6 +64,7 @@ def test_accuracy_drop_and_r2_hand_worked():
     assert abs(r_squared(x, np.array([1.0, 3.0, 2.0, 4.0])) - 0.64) < 1e-12
 
 
+@pytest.mark.slow
 def test_secondary_metrics_and_a_run_as_anchor(tmp_path):
     """Secondary metrics of metrics.csv (e.g. KL beside CC) get their own column and picture; a run
     directory serves as an anchor."""

@@ -131,6 +131,7 @@ def test_samples_file_and_limit(data_root, tmp_path):
     assert sorted(limited.table["sample"]) == ["Q0", "img_a"]
 
 
+@pytest.mark.slow
 def test_verify_reproduces_and_detects_tampering(data_root, tmp_path):
     outcome = _run(data_root, tmp_path / "run", rate_points=[0, 3])
     results = verify_run(outcome.run_dir, workers=2)
@@ -152,6 +153,7 @@ def test_verify_hashes_the_decoder_output_as_coding_did(data_root, tmp_path):
     assert results and all(r.ok for r in results)
 
 
+@pytest.mark.slow
 def test_parallel_run_gives_the_same_rows(data_root, tmp_path):
     serial = _run(data_root, tmp_path / "s", rate_points=[1, 4])
     parallel = execute(RunRequest(codec="zlib", data_root=data_root, out=tmp_path / "p", jobs=2,

@@ -126,6 +126,7 @@ def test_a_replaced_bitstream_is_refused_even_with_cached_predictions(capsys, ru
     assert str(path) in err and "differ from the sha256" in err
 
 
+@pytest.mark.slow
 def test_a_fifo_bitstream_neither_hangs_verify_nor_a_resumed_run(run, tmp_path):
     record = json.loads(records(run)[0].read_text())
     path = run / record["bitstream_path"]
@@ -135,6 +136,7 @@ def test_a_fifo_bitstream_neither_hangs_verify_nor_a_resumed_run(run, tmp_path):
     assert verify.returncode == 1 and "not a regular file" in verify.stdout + verify.stderr
 
 
+@pytest.mark.slow
 def test_a_fifo_bitstream_is_redone_on_resume(data_root, tmp_path):
     out = tmp_path / "run"
     args = ["run", "--codec", "zlib", "--data-root", str(data_root), "--task", "cls", "--rate-points", "0",

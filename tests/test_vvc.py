@@ -22,6 +22,7 @@ def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(512 + smooth + rng.standard_t(4, (h, w)) * 20, 0, 1023).astype(np.uint16)
 
 
+@pytest.mark.slow
 def test_conformance_on_small_frames_all_qps():
     spec = Registry().codec("vvc").spec
     report = check_codec(spec, tasks=("cls", "csr", "tti"), shapes={"cls": (1, 1, 33, 64), "csr": (1, 1, 17, 128),
@@ -80,6 +81,7 @@ def test_bad_options_and_qps():
         vvc.make_codec({}).encode(frame(8, 8), 22.5, "cls")
 
 
+@pytest.mark.slow
 def test_run_on_demo_tti_all_qps(tmp_path):
     from harness.runner import RunRequest, execute
     outcome = execute(RunRequest(codec="vvc", tasks=["tti"], limit=2, out=tmp_path / "run", progress=False, jobs=2))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, MissingHeadFilesError
 from harness.figures import plain_text, save_figure
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
@@ -59,9 +59,7 @@ def _metric(run_dir: Path) -> dict:
 
     try:
         metrics = evaluate_run(EvaluationRequest(run_dir, progress=False))
-    except HarnessError as exc:
-        if "missing task-head files" not in str(exc):
-            raise
+    except MissingHeadFilesError:
         return {}
     metrics = primary_metrics(metrics)
     coded = metrics[metrics.rate_point != "orig"].iloc[0]

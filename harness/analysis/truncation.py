@@ -18,7 +18,7 @@ import shutil
 import pandas as pd
 
 from harness.ctc import CTC, load_ctc
-from harness.errors import HarnessError
+from harness.errors import HarnessError, MissingHeadFilesError
 from harness.figures import plain_log_ticks, plain_text, save_figure
 from harness.npyio import atomic_write_text
 from harness.registry import default_registry
@@ -82,9 +82,7 @@ def _metrics(run_dir: Path, ctc_dir: Path) -> pd.DataFrame:
 
     try:
         metrics = evaluate_run(EvaluationRequest(run_dir, progress=False), ctc_dir=ctc_dir)
-    except HarnessError as exc:
-        if "missing task-head files" not in str(exc):
-            raise
+    except MissingHeadFilesError:
         return pd.DataFrame(columns=["rate_point", "metric", "value"])
     metrics = primary_metrics(metrics)
     metrics = metrics[metrics.rate_point != "orig"].copy()
