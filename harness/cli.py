@@ -44,13 +44,9 @@ def _resolve(ctc: Optional[Path], dataset: Optional[str], data_root: Optional[Pa
 
 
 def _ctc_of(run_dir: Optional[Path], ctc: Optional[Path]):
-    """The CTC a run was coded under (or --ctc, which must match it); the paper's without a run."""
-    from harness.ctc import ctc_of_run, load_ctc
-    from harness.provenance import load_run_meta
+    from harness.api import run_ctc
 
-    if run_dir is None:
-        return load_ctc(ctc)
-    return ctc_of_run(load_run_meta(run_dir), run_dir, ctc)
+    return run_ctc(run_dir, ctc)
 
 
 class _Progress:
@@ -299,25 +295,21 @@ def compare(
     """BD-rate and BD-metric of TEST against ANCHOR, per task and averaged."""
     import json
 
-    from harness.curves import compare as compare_curves, comparison_record, mean_bd_rate, resolve_curve
+    from harness import api
+    from harness.curves import mean_bd_rate
 
-    runs = [Path(s) for s in (test, anchor) if (Path(s) / "run.json").is_file()]
-    spec = _ctc_of(runs[0] if runs else None, ctc)
-    if method not in ("pchip", "akima", "cubic") or policy not in ("nan", "drop"):
-        raise HarnessError(f"--method must be pchip, akima or cubic and --policy nan or drop; got {method}, {policy}")
     if format not in ("table", "json"):
         raise HarnessError(f"--format must be table or json, got {format!r}")
-    a, b = resolve_curve(anchor, spec, on), resolve_curve(test, spec, on)
-    for role, curve in (("anchor", a), ("test", b)):  # which file each curve came from
+    done = api.compare(anchor, test, on, method, policy, ctc)
+    for role, curve in (("anchor", done.anchor), ("test", done.test)):  # which file each curve came from
         typer.echo(f"{role} '{curve.name}': {curve.origin}", err=True)
-    rows = compare_curves(a, b, on=on, method=method, policy=policy)
     if format == "json":  # strict JSON: null, never NaN
-        typer.echo(json.dumps(comparison_record(a, b, rows, on, method, policy), indent=2, allow_nan=False))
+        typer.echo(json.dumps(done.record(), indent=2, allow_nan=False))
         return
-    mean, mean_note = mean_bd_rate(rows)
-    typer.echo(f"BD of {b.name} against {a.name} on {on} ({method}, non-monotonic policy '{policy}')")
+    mean, mean_note = mean_bd_rate(done.rows)
+    typer.echo(f"BD of {done.test.name} against {done.anchor.name} on {on} ({method}, non-monotonic policy '{policy}')")
     typer.echo(f"{'task':5} {'BD-rate':>10} {'BD-metric':>10} {'overlap':>8}  note")
-    for r in rows:
+    for r in done.rows:
         rate = f"{r.rate.value:+.2f} %" if r.rate.ok else "n/a"
         metric = f"{r.metric.value:+.4g}" if r.metric.ok else "n/a"
         note = r.rate.reason or "; ".join(n for n in r.rate.notes if "warning" not in n)[:120]
@@ -450,32 +442,8 @@ def train(
     ctc: CtcOpt = None,
 ) -> None:
     """Train a learned codec (CTC settings by default; resumes from the last checkpoint)."""
-    from harness.ctc import ctc_with_task
-    from harness.registry import default_registry
-    from harness.runner import codec_rate_points
-    from harness.training import train_codec
+    from harness import api
 
-    if (features is None) == (not (dataset or data_root)):
-        raise HarnessError("give the training features either as --features DIR or as --dataset / --data-root "
-                           "(the dataset's <task>/feature_train/train folder, the official layout)")
-    if features is None:
-        from harness.sources import resolve_ctc, resolve_dataset
-
-        registry = default_registry()
-        spec_ctc = resolve_ctc(ctc, dataset, registry)
-        spec_ctc.task(task)  # an unknown task is named before a built-in dataset is made
-        source = resolve_dataset(dataset, data_root, spec_ctc, registry)
-        features = source.dataset.training_dir(task)
-        if not features.is_dir():
-            raise HarnessError(f"dataset '{source.label}' has no training features for {task}: expected .npy files "
-                               f"in {features}; give --features DIR")
-    else:
-        spec_ctc = ctc_with_task(task, ctc)
-    spec = default_registry().codec(codec).spec
-    missing = spec.missing()
-    if missing:
-        raise HarnessError(f"codec '{spec.name}' cannot run here: {missing}")
-    points = codec_rate_points(spec, spec_ctc, task) if lam in (None, "all") else _split_numbers(lam)
     size = None
     if crop:
         try:
@@ -484,10 +452,10 @@ def train(
             raise HarnessError(f"--crop must be HxW, got {crop!r}") from None
     overrides = {"epochs": epochs, "batch": batch, "crop": size, "steps_per_epoch": steps_per_epoch, "device": device,
                  **_options(option)}
-    for point in points:
-        result = train_codec(spec, spec_ctc, task, point, features, out or Path("checkpoints") / task, overrides,
-                             log=typer.echo)
-        typer.echo(f"checkpoint: {result['checkpoint']}")
+    request = api.TrainRequest(codec, task, features, dataset, data_root,
+                               None if lam in (None, "all") else _split_numbers(lam), out, overrides, ctc)
+    for checkpoint in api.train(request, log=typer.echo):
+        typer.echo(f"checkpoint: {checkpoint}")
 
 
 @app.command()
