@@ -20,6 +20,7 @@ from harness.bdrate import BDResult, bd_metric, bd_rate
 from harness.ctc import CTC
 from harness.errors import HarnessError, unknown_name
 from harness.npyio import atomic_write_text, read_csv_checked
+from harness import schemas
 from harness.results import METRICS_COLUMNS, METRICS_NUMBERS, primary_metrics, read_table, secondary_columns, summary
 
 ANCHOR_COLUMNS = ["anchor", "task", "rate_index", "bpfp", "metric", "metric_name", "higher_is_better", "mse", "source"]
@@ -148,6 +149,8 @@ def _read_anchor_sheet(path: Path) -> pd.DataFrame:
     missing = [c for c in ANCHOR_COLUMNS if c not in frame.columns]
     if missing:
         raise HarnessError(f"{path}: anchor sheet lacks column(s) {', '.join(missing)}")
+    for version in frame.get("schema", pd.Series(dtype=object)).unique():
+        schemas.check_version(None if pd.isna(version) else version, schemas.ANCHOR_SHEET, str(path), "an anchor sheet")
     for column in ("bpfp", "metric", "mse"):
         try:
             frame[column] = pd.to_numeric(frame[column])
@@ -283,7 +286,8 @@ def promote_run(run_dir: Path, name: str, ctc: CTC, out_dir: Path, source: str |
     for column in ("metric", "metric_name"):
         if column not in frame:
             frame[column] = float("nan") if column == "metric" else ""
-    columns = ANCHOR_COLUMNS + [c for c in ("rate_parameter", "rate_point", "samples", "enc_s", "dec_s")
+    frame["schema"] = schemas.ANCHOR_SHEET
+    columns = ANCHOR_COLUMNS + [c for c in ("rate_parameter", "rate_point", "samples", "enc_s", "dec_s", "schema")
                                 if c in frame]
     atomic_write_text(path, frame[columns].to_csv(index=False))
     return path

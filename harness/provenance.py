@@ -12,6 +12,7 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import RunError
+from harness import schemas
 from harness.npyio import atomic_write_json
 
 
@@ -44,6 +45,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any] | None:
     except ValueError as exc:
         raise RunError(f"{path}: unreadable run description ({exc}); move it away or use another --out") from None
     _check_sections(data, path)
+    schemas.check_version(data.get("schema"), schemas.RUN_JSON, str(path), "a run description")
     return data
 
 
@@ -104,6 +106,7 @@ def write_run_json(run_dir: Path, existing: dict[str, Any] | None, key: dict[str
     if "dataset" in details:  # a run grown task by task (--task sal, then --task lm) counts all its tasks
         data["dataset"] = {**details["dataset"], "samples": {**earlier_samples, **details["dataset"].get("samples", {})}}
     data["run_key"] = merged_key
+    data["schema"] = schemas.RUN_JSON
     data["harness_version"] = __version__
     data["machine"] = machine()
     data.setdefault("created", invocation["started"])

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError, RunError
+from harness import schemas
 from harness.npyio import atomic_write_json, atomic_write_text
 from harness.safe_io import check_name, inside, is_sha256, read_regular
 
@@ -56,6 +57,7 @@ class ResultRecord:
     recon_sha256: str = ""
     bitstream_path: str = ""
     feature_sha256: str = ""  # of the feature file coded (resume redoes a job whose feature changed)
+    schema: int = schemas.RECORD  # what these fields mean (harness.schemas); absent in older files: 1
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -127,6 +129,7 @@ def record_from_mapping(data: object, where: str) -> ResultRecord:
     missing = [k for k in KEY_FIELDS if k not in data]
     if missing:
         raise RunError(f"{where}: missing field(s) {', '.join(missing)}")
+    schemas.check_version(data.get("schema"), schemas.RECORD, where, "a result record")
     return ResultRecord(**{k: _typed(k, data[k], where) for k in COLUMNS if k in data})
 
 

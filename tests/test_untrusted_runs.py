@@ -231,3 +231,38 @@ def test_folders_linked_out_of_the_run_are_refused_before_writing(run, tmp_path,
     err = one_line_error(capsys, "run", "--codec", "zlib", "--task", "cls", "--limit", "2", "--rate-points", "0,3",
                          "--out", str(run), "--no-progress")
     assert "a link leading outside the run directory" in err
+
+
+def test_files_of_a_newer_schema_are_refused_naming_the_file(run, capsys, tmp_path):
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["schema"] == 1
+    record = records(run)[0]
+    assert json.loads(record.read_text())["schema"] == 1
+    assert "schema" in pd.read_csv(run / "results.csv").columns
+
+    edit_record(record, schema=2)
+    err = one_line_error(capsys, "verify", str(run))
+    assert record.name in err and "schema 2, written by a newer harness" in err
+
+    edit_record(record, schema=1)
+    table = (run / "results.csv").read_text().replace(",1\n", ",7\n", 1)
+    (run / "results.csv").write_text(table)
+    os.utime(run / "results.csv")  # newer than the records: the table is what is read
+    err = one_line_error(capsys, "report", str(run))
+    assert "results.csv:2" in err and "schema 7" in err
+
+    meta["schema"] = "two"
+    (run / "run.json").write_text(json.dumps(meta))
+    err = one_line_error(capsys, "evaluate", str(run))
+    assert "run.json" in err and "is not a version number" in err
+
+
+def test_an_anchor_sheet_of_a_newer_schema_is_refused(tmp_path, monkeypatch, capsys):
+    from harness.curves import load_anchor
+    sheet = pd.read_csv(Path(__file__).resolve().parents[1] / "anchors" / "paper-table3.csv")
+    sheet["anchor"] = "future-anchor"
+    sheet["schema"] = 2
+    (tmp_path / "future.csv").write_text(sheet.to_csv(index=False))
+    monkeypatch.setenv("FCM_HARNESS_ANCHORS", str(tmp_path))
+    with pytest.raises(Exception, match=r"future.csv: an anchor sheet of schema 2, written by a newer harness"):
+        load_anchor("future-anchor")
