@@ -546,6 +546,21 @@ def promote(
 
 
 @app.command()
+def pack(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out: Annotated[Optional[Path], typer.Option(help="Bundle directory (the archive is OUT.tar; default ./RUN.bundle).")] = None,
+    meta: Annotated[Optional[Path], typer.Option(help="TOML or JSON file: proponent, contact, licence, title, url.")] = None,
+    ctc: CtcOpt = None,
+) -> None:
+    """Pack a run into a deterministic submission bundle (directory and tar) with its manifest."""
+    from harness.bundle import pack as pack_run
+
+    result = pack_run(run_dir, out, meta, ctc)
+    typer.echo(f"bundle: {result.directory} ({result.files} files)\narchive: {result.archive} ({result.bytes} bytes)\n"
+               f"manifest sha256: {result.manifest_sha256}")
+
+
+@app.command()
 def version() -> None:
     """Print the harness version."""
     typer.echo(__version__)
