@@ -561,6 +561,30 @@ def pack(
 
 
 @app.command()
+def crosscheck(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory or its .tar (harness pack).")],
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    samples: Annotated[str, typer.Option(help="Re-score 'all' samples or N seeded samples per task.")] = "all",
+    seed: Annotated[int, typer.Option(help="Seed of the --samples N subset.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Report folder (default BUNDLE.crosscheck).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel fresh decoder processes.")] = 2,
+    ctc: CtcOpt = None,
+) -> None:
+    """Check a bundle: hashes, plugin and models, fresh decodes, BPFP, re-scored metrics, BD-rates."""
+    from harness.crosscheck import CrosscheckRequest, crosscheck as run_crosscheck
+
+    result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc))
+    for check in result.checks:
+        typer.echo(f"{check.verdict.upper():5} {check.name}: {check.summary}")
+        for problem in check.problems[:5] if check.verdict != "pass" else ():
+            typer.echo(f"      {problem}")
+    typer.echo(f"verdict: {result.verdict}\nreport: {result.html_path}\njson: {result.json_path}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def version() -> None:
     """Print the harness version."""
     typer.echo(__version__)
