@@ -11,7 +11,7 @@ plus a manifest, and the same tree as one tar archive:
     BUNDLE/records/...            one JSON record per job (reconstruction hashes)
     BUNDLE/bitstreams/...         exactly the counted bytes
     BUNDLE/bd-rates.json          BD-rate / BD-metric against every anchor of the CTC
-    BUNDLE/sheet.csv, sheet.xlsx  the standardized result sheet (harness.sheet)
+    BUNDLE/sheet.csv, sheet.xlsx  the standardized result sheet (harness.sheet), same numbers
     BUNDLE.tar                    the tree above under `bundle/`, fixed order, times and owners
 
 Packing the same run twice gives identical bytes: nothing depends on the packing time, the
@@ -311,6 +311,8 @@ def pack(run_dir: Path, out: Path | None = None, meta_file: Path | None = None, 
         (stage / "run.json").write_bytes(_json_bytes(bundle_run_json(meta)))
         has_metrics = (stage / "metrics.csv").exists()
         (stage / BD_FILE).write_bytes(_json_bytes(_strict(bd_rates(stage, ctc, meta["codec"]["name"]))))
+        from harness.sheet import write_sheet
+        write_sheet(stage, ctc, meta["codec"]["name"])
         manifest = build_manifest(meta, ctc, records, totals, submitter, has_metrics)
         (stage / MANIFEST).write_bytes(_json_bytes(_strict(manifest)))
         (stage / SUMS).write_text(sums_text(stage), encoding="utf-8")

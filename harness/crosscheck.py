@@ -13,6 +13,7 @@ Every file of the bundle is untrusted input. The checks, each with its own verdi
     bpfp        BPFP recomputed from the bytes and the dataset's point counts
     metrics     task metrics re-scored from decoded features (all samples, or a seeded subset)
     bd-rates    BD-rates recomputed against the CTC's anchors
+    sheet       the result sheet (sheet.csv, sheet.xlsx) recomputed, byte for byte
 
 `pass`, `fail`, `warn` (not a failure, but read it) or `skip` (could not be checked here, with
 the reason). Any `fail` makes the command exit non-zero.
@@ -477,6 +478,26 @@ def check_bd(root: Path, ctc: CTC, manifest: dict, check: Check) -> None:
     check.summary = f"{len(fresh['comparisons'])} comparisons against {', '.join(ctc.anchors)} recomputed"
 
 
+def check_sheet(root: Path, ctc: CTC, manifest: dict, check: Check) -> None:
+    from harness.sheet import sheet_csv, sheet_rows, sheet_workbook
+
+    rows = sheet_rows(root, ctc, manifest["codec"]["name"])
+    want = sheet_csv(rows).splitlines()
+    have = read_regular(root / "sheet.csv", limit=64 << 20).decode("utf-8", errors="replace").splitlines()
+    header = want[0].split(",") if want else []
+    for number, (a, b) in enumerate(zip(have, want), 1):
+        if a != b:
+            cells = list(zip(a.split(","), b.split(","), header))
+            column = next((name for x, y, name in cells if x != y), "?")
+            check.fail(f"{root / 'sheet.csv'}:{number}: column '{column}' differs from the sheet recomputed here")
+            break
+    if len(have) != len(want):
+        check.fail(f"{root / 'sheet.csv'}: {len(have)} lines; the sheet recomputed here has {len(want)}")
+    if read_regular(root / "sheet.xlsx", limit=64 << 20) != sheet_workbook(rows):
+        check.fail(f"{root / 'sheet.xlsx'}: differs from the workbook recomputed here")
+    check.summary = f"sheet.csv and sheet.xlsx ({len(want) - 1} rows) recomputed"
+
+
 # ---------------------------------------------------------------- the whole check
 
 
@@ -556,6 +577,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
                                                                         work, c)))
     if sound["records"]:
         checks.append(_guarded(Check("bd-rates"), lambda c: check_bd(root, ctc, manifest, c)))
+        checks.append(_guarded(Check("sheet"), lambda c: check_sheet(root, ctc, manifest, c)))
     result = CrosscheckResult(str(bundle.name), manifest_sha, checks, out / "crosscheck.json", out / "crosscheck.html")
     _write_reports(result, manifest, request)
     return result

@@ -51,7 +51,7 @@ def test_the_archive_checked_in_another_directory_passes(packed, tmp_path, capsy
     assert code == 0, out
     assert {c["verdict"] for c in checks.values()} == {"pass"}, checks
     assert set(checks) == {"integrity", "records", "manifest", "plugin", "models", "dataset", "decode", "bpfp",
-                           "metrics", "bd-rates"}
+                           "metrics", "bd-rates", "sheet"}
     html = (tmp_path / "bundle.crosscheck" / "crosscheck.html").read_text()
     assert "Crosscheck of bundle.tar" in html and ">pass<" in html
     assert "4 of 4 bitstreams decode" in checks["decode"]["summary"]
