@@ -45,7 +45,7 @@ from harness.jobs import input_dtype
 from harness.npyio import read_csv_checked
 from harness.provenance import load_run_meta
 from harness.results import (COLUMNS, METRICS_COLUMNS, METRICS_NUMBERS, ResultRecord, collect_records,
-                             primary_metrics, read_bitstream, table_records)
+                             read_bitstream, table_records)
 from harness.safe_io import inside, is_sha256, read_regular
 from harness.verify import VerifyJob, decode_and_hash
 
@@ -410,7 +410,7 @@ def check_metrics(root: Path, meta: dict, records: list[ResultRecord], source, r
     if not path.exists():
         check.verdict, check.summary = "skip", "the bundle has no task metrics (metrics.csv)"
         return
-    claimed = primary_metrics(read_csv_checked(path, "metrics table", METRICS_COLUMNS, METRICS_NUMBERS))
+    claimed = read_csv_checked(path, "metrics table", METRICS_COLUMNS, METRICS_NUMBERS)  # secondary metrics too
     chosen = subset(records, request.samples, request.seed)
     scratch = work / "rescore"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -423,7 +423,7 @@ def check_metrics(root: Path, meta: dict, records: list[ResultRecord], source, r
     run_meta["dataset"]["root"] = str(source.dataset.root)
     write_json(scratch / "run.json", run_meta)
     write_table(scratch)
-    fresh = primary_metrics(evaluate_run(EvaluationRequest(scratch, request.heads, request.weights, progress=False)))
+    fresh = evaluate_run(EvaluationRequest(scratch, request.heads, request.weights, progress=False))
     partial = len(chosen) < len(records)
     compared = 0
     for row in fresh.itertuples():
