@@ -585,6 +585,20 @@ def crosscheck(
 
 
 @app.command()
+def leaderboard(
+    bundles: Annotated[list[Path], typer.Argument(help="Bundles (directories or .tar) or folders of bundles.")],
+    out: Annotated[Path, typer.Option(help="Site folder to write (index.html, leaderboard.json, figures).")],
+) -> None:
+    """A static leaderboard site: one table per CTC, BD-rates, time ratios, crosscheck status, curves."""
+    from harness.leaderboard import build_site
+
+    site = build_site(bundles, out)
+    for reason in site.excluded:
+        typer.echo(f"left out: {reason}", err=True)
+    typer.echo(f"site: {site.html}\ntable: {site.json}\npictures: {len(site.figures)}")
+
+
+@app.command()
 def version() -> None:
     """Print the harness version."""
     typer.echo(__version__)
