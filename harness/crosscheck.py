@@ -527,13 +527,19 @@ def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
 def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path) -> CrosscheckResult:
     root = bundle_root(bundle, work)
     checks = [_guarded(Check("integrity"), lambda c: check_integrity(root, c))]
-    manifest = load_json_file(root / MANIFEST)
-    manifest_sha = hashlib.sha256(read_regular(root / MANIFEST)).hexdigest()
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("codec"), dict) \
-            or not isinstance(manifest.get("dataset"), dict):
-        raise RunError(f"{root / MANIFEST}: not a bundle manifest (fields 'codec' and 'dataset' are objects)")
-    meta = load_run_meta(root)
-    ctc = ctc_of_run(meta, root, request.ctc_dir)
+    try:  # without a manifest, run.json and CTC nothing else can be checked: a report that says so
+        manifest = load_json_file(root / MANIFEST)
+        manifest_sha = hashlib.sha256(read_regular(root / MANIFEST)).hexdigest()
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("codec"), dict) \
+                or not isinstance(manifest.get("dataset"), dict):
+            raise RunError(f"{root / MANIFEST}: not a bundle manifest (fields 'codec' and 'dataset' are objects)")
+        meta = load_run_meta(root)
+        ctc = ctc_of_run(meta, root, request.ctc_dir)
+    except HarnessError as exc:
+        checks.append(Check("manifest", "fail", str(exc), [str(exc)]))
+        result = CrosscheckResult(str(bundle.name), "", checks, out / "crosscheck.json", out / "crosscheck.html")
+        _write_reports(result, {"codec": {}, "dataset": {}}, request)
+        return result
     records: list[ResultRecord] = []
     checks.append(_guarded(Check("records"), lambda c: (records.extend(collect_records(root)),
                                                         check_records(root, records, c))))

@@ -118,3 +118,10 @@ def test_a_seeded_subset_is_shown_not_passed(copy, capsys):
     metrics = {c["name"]: c for c in report["checks"]}["metrics"]
     assert code == 0 and metrics["verdict"] == "warn" and "1 seeded samples" in metrics["problems"][0], out
     assert report["verdict"] == "pass with notes"
+
+
+def test_a_bundle_without_its_manifest_gets_a_failing_report(copy, capsys):
+    (copy / "manifest.json").unlink()
+    code, checks, _ = crosscheck(copy, capsys)
+    assert code == 1 and set(checks) == {"integrity", "manifest"}
+    assert "manifest.json" in checks["manifest"]["summary"] and "missing" in checks["manifest"]["summary"]
