@@ -94,7 +94,8 @@ def read_meta(path: Path | None) -> dict[str, str]:
     try:
         data = json.loads(raw) if Path(path).suffix == ".json" else tomllib.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: not readable {'JSON' if Path(path).suffix == '.json' else 'TOML'} ({exc})") from None
+        kind = "JSON" if Path(path).suffix == ".json" else "TOML"
+        raise HarnessError(f"{path}: not readable {kind} ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("submission"), dict):
         data = data["submission"]  # a [submission] table is allowed too
     if not isinstance(data, dict):
@@ -236,7 +237,7 @@ def build_manifest(meta: dict, ctc: CTC, records: list[ResultRecord], totals: di
                     "sample_lists": key.get("sample_lists", {})},
         "codec": {"name": codec["name"], "version": codec.get("version"), "family": codec.get("family"),
                   "input_kind": codec.get("input_kind"), "rate_parameter": codec.get("rate_parameter"),
-                  "options": codec.get("options", {}), "tools": scrub(codec.get("tools", {})),
+                  "options": scrub(codec.get("options", {})), "tools": scrub(codec.get("tools", {})),
                   "quant_rule": key.get("quant_rule"), "plugin": plugin_entry(meta)},
         "model_files": model_file_entries(meta, records),
         "environment": scrub({"machine": meta.get("machine", {}),

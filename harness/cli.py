@@ -569,12 +569,15 @@ def crosscheck(
     seed: Annotated[int, typer.Option(help="Seed of the --samples N subset.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default BUNDLE.crosscheck).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel fresh decoder processes.")] = 2,
+    option: Annotated[Optional[list[str]], typer.Option(
+        "--option", "-o", help="Codec option KEY=VALUE of this machine (e.g. klt: models=DIR).")] = None,
     ctc: CtcOpt = None,
 ) -> None:
     """Check a bundle: hashes, plugin and models, fresh decodes, BPFP, re-scored metrics, BD-rates."""
     from harness.crosscheck import CrosscheckRequest, crosscheck as run_crosscheck
 
-    result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc))
+    result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc,
+                                              options=tuple(_options(option).items())))
     for check in result.checks:
         typer.echo(f"{check.verdict.upper():5} {check.name}: {check.summary}")
         for problem in check.problems[:5] if check.verdict != "pass" else ():

@@ -102,6 +102,17 @@ class CrosscheckRequest:
     ctc_dir: Path | None = None
     heads: str = "auto"
     weights: Path | None = None
+    options: tuple[tuple[str, str], ...] = ()  # -o KEY=VALUE: the checker's own values (e.g. models=DIR)
+
+
+SCRUBBED = "<path>"
+
+
+def codec_options(manifest: dict, request: CrosscheckRequest) -> dict[str, str]:
+    """The bundle's codec options with the checker's -o values on top: an option that held a path
+    of the packing machine (scrubbed to '<path>', e.g. klt's models=DIR) must be given here."""
+    options = manifest.get("codec", {}).get("options", {})
+    return {**(options if isinstance(options, dict) else {}), **dict(request.options)}
 
 
 def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
@@ -159,7 +170,8 @@ def _field(data: dict, dotted: str) -> Any:
 def check_manifest(root: Path, manifest: dict, meta: dict, records: list[ResultRecord], check: Check) -> None:
     where = root / MANIFEST
     if manifest.get("schema") != BUNDLE_SCHEMA:
-        check.fail(f"{where}: field 'schema' is {str(manifest.get('schema'))[:40]!r}; this harness reads {BUNDLE_SCHEMA}")
+        check.fail(f"{where}: field 'schema' is {str(manifest.get('schema'))[:40]!r}; "
+                   f"this harness reads {BUNDLE_SCHEMA}")
         return
     for name in ("ctc.sha256", "ctc.name", "dataset.name", "codec.name", "codec.version", "codec.plugin.distribution"):
         if not isinstance(_field(manifest, name), str):
@@ -174,8 +186,9 @@ def check_manifest(root: Path, manifest: dict, meta: dict, records: list[ResultR
             check.fail(f"{where}: field '{ours}' is {str(_field(manifest, ours))[:80]!r}, but run.json's "
                        f"'{theirs}' is {str(_field(meta, theirs))[:80]!r}")
     for record in records:
-        if record.codec != manifest.get("codec", {}).get("name") or record.codec_version != _field(manifest, "codec.version"):
-            check.fail(f"{root}/records/{record.task}/{record.rate_parameter}{record.rate_point:g}/{record.sample}.json: "
+        if record.codec != _field(manifest, "codec.name") or record.codec_version != _field(manifest, "codec.version"):
+            label = f"{record.task}/{record.rate_parameter}{record.rate_point:g}/{record.sample}"
+            check.fail(f"{root}/records/{label}.json: "
                        f"fields 'codec'/'codec_version' are {record.codec} {record.codec_version}, the manifest's "
                        f"{_field(manifest, 'codec.name')} {_field(manifest, 'codec.version')}")
             break
@@ -206,7 +219,8 @@ def check_records(root: Path, records: list[ResultRecord], check: Check) -> None
     used = set()
     for record in records:
         if record.status != "ok":
-            check.fail(f"{root}/records/{record.task}: job {record.sample} is a failed job; a bundle holds finished runs")
+            check.fail(f"{root}/records/{record.task}: job {record.sample} is a failed job; "
+                       "a bundle holds finished runs")
             continue
         try:
             read_bitstream(root, record)
@@ -222,10 +236,14 @@ def check_records(root: Path, records: list[ResultRecord], check: Check) -> None
 # ---------------------------------------------------------------- plugin and model files
 
 
-def check_plugin(manifest: dict, check: Check) -> None:
+def check_plugin(manifest: dict, options: dict[str, str], check: Check) -> None:
     from harness.registry import default_registry
 
     codec = manifest["codec"]
+    for key, value in sorted(options.items()):
+        if SCRUBBED in str(value):
+            check.fail(f"{MANIFEST}: codec option '{key}' was a path on the packing machine; give yours with "
+                       f"-o {key}=VALUE")
     try:
         registered = default_registry().codec(codec["name"])
     except HarnessError as exc:
@@ -241,15 +259,21 @@ def check_plugin(manifest: dict, check: Check) -> None:
     elif source.version != plugin.get("distribution_version"):
         check.verdict = "warn" if check.verdict == "pass" else check.verdict
         check.problems.append(f"{MANIFEST}: field 'codec.plugin.distribution_version' is "
-                              f"{plugin.get('distribution_version')!r}; installed {source.distribution} is {source.version!r} "
+                              f"{plugin.get('distribution_version')!r}; installed {source.distribution} is "
+                              f"{source.version!r} "
                               "(same codec version; decoding decides)")
     missing = spec.missing()
     if missing:
         check.fail(f"codec '{codec['name']}' cannot run here: {missing}")
+    if check.verdict != "fail":
+        try:
+            spec.factory(dict(options))  # options it refuses, or model files it cannot find: said here
+        except Exception as exc:  # a plugin may raise anything
+            check.fail(f"codec '{codec['name']}' cannot be built with options {options}: {exc}")
     check.summary = f"installed {codec['name']} {spec.version} from {source.describe()}"
 
 
-def check_models(manifest: dict, records: list[ResultRecord], check: Check) -> None:
+def check_models(manifest: dict, options: dict[str, str], records: list[ResultRecord], check: Check) -> None:
     from harness.feature_hashes import file_sha256
     from harness.registry import default_registry
 
@@ -261,7 +285,6 @@ def check_models(manifest: dict, records: list[ResultRecord], check: Check) -> N
         check.summary = "the codec uses no model files" if not wanted else check.summary
         return
     found: dict[tuple[str, str], int] = {}
-    options = manifest["codec"].get("options", {})
     for task, point in sorted({(r.task, r.rate_point) for r in records}):
         for path in spec.model_files(options, task, point):
             path = Path(path)
@@ -275,7 +298,8 @@ def check_models(manifest: dict, records: list[ResultRecord], check: Check) -> N
         check.fail(f"installed model file {key[0]} (sha256 {key[1][:12]}) is not in {MANIFEST}")
     for key in sorted(set(found) & set(wanted)):
         if found[key] != wanted[key].get("size"):
-            check.fail(f"{MANIFEST}: model file {key[0]}: field 'size' is {wanted[key].get('size')}, installed {found[key]}")
+            check.fail(f"{MANIFEST}: model file {key[0]}: field 'size' is {wanted[key].get('size')}, "
+                       f"installed {found[key]}")
     check.summary = f"{len(wanted)} model file(s) match"
 
 
@@ -328,7 +352,8 @@ def check_dataset(manifest: dict, records: list[ResultRecord], source, check: Ch
         digest = file_sha256(path)
         digests.setdefault(record.task, {})[record.sample] = digest
         if record.feature_sha256 and digest != record.feature_sha256:
-            check.fail(f"{path}: sha256 differs from field 'feature_sha256' of the bundle's {record.task}/{record.sample} records")
+            check.fail(f"{path}: sha256 differs from field 'feature_sha256' of the bundle's "
+                       f"{record.task}/{record.sample} records")
     for task, wanted in sorted(manifest["dataset"].get("content_sha256", {}).items()):
         if task in digests and content_fingerprint(digests[task]) != wanted:
             check.fail(f"{MANIFEST}: field 'dataset.content_sha256.{task}' differs from the features here")
@@ -336,8 +361,9 @@ def check_dataset(manifest: dict, records: list[ResultRecord], source, check: Ch
     return points
 
 
-def check_decode(root: Path, meta: dict, ctc: CTC, records: list[ResultRecord], jobs: int, check: Check) -> None:
-    options = tuple(sorted(meta["codec"].get("options", {}).items()))
+def check_decode(root: Path, meta: dict, ctc: CTC, records: list[ResultRecord], jobs: int,
+                 codec_options: dict[str, str], check: Check) -> None:
+    options = tuple(sorted(codec_options.items()))
     kind = meta["codec"].get("input_kind", "frame10")
     work = [VerifyJob(str(root), r.codec, options, (), r.bitstream_path, r.bytes, r.bitstream_sha256, r.recon_sha256,
                       f"{r.task}/{r.rate_parameter}{r.rate_point:g}/{r.sample}", kind,
@@ -373,7 +399,8 @@ def check_bpfp(root: Path, records: list[ResultRecord], points: dict[tuple[str, 
         for number, row in zip(rows.index, rows.itertuples()):
             mean = per_point.get((row.task, float(row.rate_point)))
             if mean is None:
-                check.fail(f"{root / 'metrics.csv'}:{number + 2}: {row.task} rate point {row.rate_point} has no records")
+                check.fail(f"{root / 'metrics.csv'}:{number + 2}: {row.task} rate point {row.rate_point} "
+                           "has no records")
             elif not math.isclose(float(row.bpfp), sum(mean) / len(mean), rel_tol=1e-8):
                 check.fail(f"{root / 'metrics.csv'}:{number + 2}: field 'bpfp' is {row.bpfp}, the bytes give "
                            f"{sum(mean) / len(mean):.10g}")
@@ -401,8 +428,8 @@ def subset(records: list[ResultRecord], count: str, seed: int) -> list[ResultRec
     return [r for r in records if r.sample in chosen[r.task]]
 
 
-def check_metrics(root: Path, meta: dict, records: list[ResultRecord], source, request: CrosscheckRequest,
-                  work: Path, check: Check) -> None:
+def check_metrics(root: Path, meta: dict, manifest: dict, records: list[ResultRecord], source,
+                  request: CrosscheckRequest, work: Path, check: Check) -> None:
     from harness.evaluate import EvaluationRequest, evaluate_run
     from harness.results import write_table
 
@@ -421,6 +448,7 @@ def check_metrics(root: Path, meta: dict, records: list[ResultRecord], source, r
             shutil.copyfile(root / relative, scratch / relative)
     run_meta = json.loads(json.dumps(meta))
     run_meta["dataset"]["root"] = str(source.dataset.root)
+    run_meta["codec"]["options"] = codec_options(manifest, request)
     write_json(scratch / "run.json", run_meta)
     write_table(scratch)
     fresh = evaluate_run(EvaluationRequest(scratch, request.heads, request.weights, progress=False))
@@ -544,8 +572,9 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
     checks.append(_guarded(Check("records"), lambda c: (records.extend(collect_records(root)),
                                                         check_records(root, records, c))))
     checks.append(_guarded(Check("manifest"), lambda c: check_manifest(root, manifest, meta, records, c)))
-    checks.append(_guarded(Check("plugin"), lambda c: check_plugin(manifest, c)))
-    checks.append(_guarded(Check("models"), lambda c: check_models(manifest, records, c)))
+    options = codec_options(manifest, request)
+    checks.append(_guarded(Check("plugin"), lambda c: check_plugin(manifest, options, c)))
+    checks.append(_guarded(Check("models"), lambda c: check_models(manifest, options, records, c)))
     sound = {c.name: c.verdict != "fail" for c in checks}
     source = None
     try:
@@ -561,7 +590,8 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
         checks.append(Check("dataset", "skip", "no dataset here: give --dataset NAME or --data-root DIR"))
     ok_records = [r for r in records if r.status == "ok"]
     if sound["records"] and sound["plugin"] and ok_records:
-        checks.append(_guarded(Check("decode"), lambda c: check_decode(root, meta, ctc, ok_records, request.jobs, c)))
+        checks.append(_guarded(Check("decode"),
+                               lambda c: check_decode(root, meta, ctc, ok_records, request.jobs, options, c)))
     else:
         checks.append(Check("decode", "skip", "not attempted: the records or the plugin failed their checks"))
     metrics = None
@@ -579,8 +609,8 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
     elif not (sound["records"] and sound["plugin"]):
         checks.append(Check("metrics", "skip", "not attempted: the records or the plugin failed their checks"))
     else:
-        checks.append(_guarded(Check("metrics"), lambda c: check_metrics(root, meta, ok_records, source, request,
-                                                                        work, c)))
+        checks.append(_guarded(Check("metrics"), lambda c: check_metrics(root, meta, manifest, ok_records, source,
+                                                                        request, work, c)))
     if sound["records"]:
         checks.append(_guarded(Check("bd-rates"), lambda c: check_bd(root, ctc, manifest, c)))
         checks.append(_guarded(Check("sheet"), lambda c: check_sheet(root, ctc, manifest, c)))

@@ -102,7 +102,8 @@ def load_entry(path: Path, work: Path) -> Entry:
             data = None
         if isinstance(data, dict):
             entry.crosscheck = data
-            entry.crosscheck_html = report.with_name("crosscheck.html") if report.with_name("crosscheck.html").is_file() else None
+            html = report.with_name("crosscheck.html")
+            entry.crosscheck_html = html if html.is_file() else None
     return entry
 
 
@@ -120,7 +121,8 @@ def _crosscheck_status(entry: Entry) -> dict[str, Any]:
     if entry.crosscheck.get("manifest_sha256") != entry.manifest_sha256:
         return {"verdict": "crosscheck of another bundle", "report": None}
     verdict = str(entry.crosscheck.get("verdict", "?"))[:40]
-    return {"verdict": verdict, "report": f"crosschecks/{entry.manifest_sha256[:16]}.html" if entry.crosscheck_html else None}
+    link = f"crosschecks/{entry.manifest_sha256[:16]}.html" if entry.crosscheck_html else None
+    return {"verdict": verdict, "report": link}
 
 
 def _entry_row(entry: Entry, anchors: list[str], tasks: list[str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.ctc import CTC
-from harness.curves import Curve, compare, load_run_curve, mean_bd_rate, resolve_curve
+from harness.curves import compare, load_run_curve, mean_bd_rate, resolve_curve
 from harness.npyio import atomic_write_bytes, atomic_write_text
 from harness.sheet_layout import COLUMNS, POINT_BLOCK, SUMMARY_BLOCK
 
