@@ -183,11 +183,23 @@ def bd_rates(bundle_dir: Path, ctc: CTC, codec: str, method: str = "pchip", poli
             record["anchor_file"] = anchor.file.name if anchor.file else None
             record["test_file"] = None
             record["test_source"] = "this bundle"
+            column = "metric" if on == "metric" else "mse"
             for task, entry in record["tasks"].items():
-                entry["anchor_points"] = int(len(anchor.task(task)))
-                entry["test_points"] = int(len(test.task(task)))
+                a, t = anchor.task(task), test.task(task)
+                entry["anchor_points"], entry["test_points"] = int(len(a)), int(len(t))
+                # the ranges each curve spans, and where they overlap on the integration axis
+                entry["anchor_range"] = {"bpfp": _span(a.bpfp), on: _span(a[column])}
+                entry["test_range"] = {"bpfp": _span(t.bpfp), on: _span(t[column])}
+                (a_low, a_high), (t_low, t_high) = _span(a[column]), _span(t[column])
+                low, high = max(a_low, t_low), min(a_high, t_high)
+                entry["common_range"] = {on: [low, high] if low <= high else None}
             comparisons.append(record)
     return {"method": method, "policy": policy, "ctc_sha256": ctc.sha256, "comparisons": scrub(comparisons)}
+
+
+def _span(values: Any) -> list[float]:
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    return [min(finite), max(finite)] if finite else [math.nan, math.nan]
 
 
 def _stage_run(run_dir: Path, stage: Path, records: list[ResultRecord]) -> dict[str, Any]:

@@ -571,13 +571,15 @@ def crosscheck(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel fresh decoder processes.")] = 2,
     option: Annotated[Optional[list[str]], typer.Option(
         "--option", "-o", help="Codec option KEY=VALUE of this machine (e.g. klt: models=DIR).")] = None,
+    heads: Annotated[str, typer.Option(help="Task heads for re-scoring: auto, demo or official.")] = "auto",
+    weights: Annotated[Optional[Path], typer.Option(help="Folder of official head weights.")] = None,
     ctc: CtcOpt = None,
 ) -> None:
     """Check a bundle: hashes, plugin and models, fresh decodes, BPFP, re-scored metrics, BD-rates."""
     from harness.crosscheck import CrosscheckRequest, crosscheck as run_crosscheck
 
-    result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc,
-                                              options=tuple(_options(option).items())))
+    result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc, heads,
+                                              weights, tuple(_options(option).items())))
     for check in result.checks:
         typer.echo(f"{check.verdict.upper():5} {check.name}: {check.summary}")
         for problem in check.problems[:5] if check.verdict != "pass" else ():

@@ -144,10 +144,37 @@ def _entry_row(entry: Entry, anchors: list[str], tasks: list[str]) -> dict[str, 
             "bd": bd, "enc_ratio": enc, "dec_ratio": dec, "crosscheck": _crosscheck_status(entry)}
 
 
-def _anchor_rows(anchors: list[str], tasks: list[str]) -> list[dict[str, Any]]:
+def shipped_ctc(sha256: str):
+    """The CTC shipped with this harness that has `sha256`, or None."""
+    from harness.ctc import builtin_ctc_dir, builtin_ctc_names, hash_directory, load_ctc
+
+    for name in builtin_ctc_names():
+        if hash_directory(builtin_ctc_dir(name)) == sha256:
+            return load_ctc(builtin_ctc_dir(name))
+    return None
+
+
+def _anchor_bd(name: str, other: str, tasks: list[str], ctc) -> dict[str, float | None]:
+    """BD-rate (task metric) of anchor `name` against anchor `other`, when this harness ships the CTC."""
+    from harness.curves import compare, mean_bd_rate, resolve_curve
+
+    empty: dict[str, float | None] = dict.fromkeys([*tasks, "mean"])
+    if name == other:
+        return dict.fromkeys([*tasks, "mean"], 0.0)
+    if ctc is None:
+        return empty
+    try:
+        rows = compare(resolve_curve(other, ctc), resolve_curve(name, ctc), on="metric")
+    except HarnessError:
+        return empty
+    values = {r.task: (_number(r.rate.value) if r.rate.ok else None) for r in rows if r.task in tasks}
+    return {**empty, **values, "mean": mean_bd_rate([r for r in rows if r.task in tasks])[0]}
+
+
+def _anchor_rows(anchors: list[str], tasks: list[str], ctc=None) -> list[dict[str, Any]]:
     rows = []
     for name in anchors:
-        bd = {other: {t: (0.0 if other == name else None) for t in [*tasks, "mean"]} for other in anchors}
+        bd = {other: _anchor_bd(name, other, tasks, ctc) for other in anchors}
         rows.append({"kind": "anchor", "name": name, "bundle": "", "manifest_sha256": "", "dataset": "",
                      "options": {}, "submitter": {}, "bd": bd,
                      "enc_ratio": {a: (1.0 if a == name else None) for a in anchors},
@@ -205,7 +232,7 @@ def build_site(paths: list[Path], out: Path) -> SiteFiles:
                     png = curve_plot(task, curves, "metric", label, out / "figures" / f"{sha[:12]}-{task}-ra")[0]
                     figures.append({"task": task, "src": png.relative_to(out).as_posix()})
                     files.figures.append(png)
-            rows = _anchor_rows(anchors, tasks) + [_entry_row(e, anchors, tasks) for e in members]
+            rows = _anchor_rows(anchors, tasks, shipped_ctc(sha)) + [_entry_row(e, anchors, tasks) for e in members]
             for entry in members:
                 status = _crosscheck_status(entry)
                 if status["report"] and entry.crosscheck_html:

@@ -78,3 +78,11 @@ def test_the_site_groups_by_ctc_and_references_only_files_it_has(bundles, tmp_pa
         assert (site / ref).is_file() and (site / ref).stat().st_size > 0, ref
     assert any(ref.startswith("figures/") and ref.endswith("-cls-ra.png") for ref in parser.refs)
     assert "Lab &lt;b&gt;A&lt;/b&gt;" in html and "<script>" in html
+
+
+def test_anchor_rows_compare_the_anchors_with_each_other(bundles, tmp_path):
+    assert main(["leaderboard", str(bundles / "a"), "--out", str(tmp_path / "site")]) == 0
+    board = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
+    vtm = board["groups"][0]["rows"][0]
+    assert vtm["name"] == "paper-vtm" and vtm["bd"]["paper-vtm"]["cls"] == 0.0
+    assert isinstance(vtm["bd"]["paper-hyperprior"]["cls"], float)  # the paper's VTM against its Hyperprior
