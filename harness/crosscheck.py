@@ -544,6 +544,8 @@ def bundle_root(bundle: Path, work: Path) -> Path:
 def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
     bundle = Path(request.bundle)
     out = Path(request.out) if request.out else bundle.with_name(bundle.name.removesuffix(".tar") + ".crosscheck")
+    if bundle.is_dir() and out.resolve().is_relative_to(bundle.resolve()):
+        raise HarnessError(f"{out}: inside the bundle; a file added to a bundle fails its {SUMS}: give another --out")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".crosscheck-", dir=out))
     try:

@@ -29,6 +29,7 @@ from harness.bundle import MANIFEST, extract_archive, load_json_file, write_json
 from harness.crosscheck import Check, check_integrity
 from harness.curves import Curve
 from harness.errors import HarnessError
+from harness.npyio import atomic_write_bytes
 from harness.safe_io import read_regular
 from harness.sheet_layout import COLUMNS
 
@@ -236,9 +237,7 @@ def build_site(paths: list[Path], out: Path) -> SiteFiles:
             for entry in members:
                 status = _crosscheck_status(entry)
                 if status["report"] and entry.crosscheck_html:
-                    target = out / status["report"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(entry.crosscheck_html, target)
+                    atomic_write_bytes(out / status["report"], read_regular(entry.crosscheck_html, limit=64 << 20))
             groups.append({"ctc": {"name": ctc.get("name"), "version": ctc.get("version"), "sha256": sha},
                            "anchors": anchors, "tasks": tasks, "rows": rows, "figures": figures})
         record = {"schema": LEADERBOARD_SCHEMA, "groups": groups, "excluded": files.excluded}

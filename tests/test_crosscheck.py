@@ -125,3 +125,21 @@ def test_a_bundle_without_its_manifest_gets_a_failing_report(copy, capsys):
     code, checks, _ = crosscheck(copy, capsys)
     assert code == 1 and set(checks) == {"integrity", "manifest"}
     assert "manifest.json" in checks["manifest"]["summary"] and "missing" in checks["manifest"]["summary"]
+
+
+def test_an_edited_result_row_fails_naming_line_and_field(copy, capsys):
+    path = copy / "results.csv"
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    fields = lines[1].split(",")
+    fields[header.index("mse")] = "0.001"
+    lines[1] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    resum(copy)
+    code, checks, _ = crosscheck(copy, capsys)
+    assert code == 1 and "results.csv:2: field 'mse' is 0.001" in checks["records"]["problems"][0]
+
+
+def test_reports_are_never_written_into_the_bundle(copy, capsys):
+    assert main(["crosscheck", str(copy), "--out", str(copy / "report")]) == 1
+    assert "inside the bundle" in capsys.readouterr().err and not (copy / "report").exists()
