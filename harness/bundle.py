@@ -15,9 +15,9 @@ plus a manifest, and the same tree as one tar archive:
     BUNDLE.tar                    the tree above under `bundle/`, fixed order, times and owners
 
 Packing the same run twice gives identical bytes: nothing depends on the packing time, the
-packing machine's paths or the file system's order. The sha256 of manifest.json identifies a
-bundle (SHA256SUMS pins every other file and the manifest pins SHA256SUMS' sha256 indirectly
-by being listed in it; whoever publishes a bundle publishes the manifest's sha256).
+packing machine's paths or the file system's order. The sha256 of SHA256SUMS identifies a
+bundle: that file pins every other one, manifest.json included. Whoever publishes a bundle
+publishes that sha256 (`harness pack` prints it; crosscheck reports and the leaderboard use it).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _ABSOLUTE = re.compile(r"(?<![\w.~:/\-])/[^\s'\",;:()\[\]]+")
 class PackResult:
     directory: Path
     archive: Path
-    manifest_sha256: str
+    bundle_sha256: str  # of SHA256SUMS, which pins every other file
     files: int
     bytes: int
 
@@ -342,9 +342,9 @@ def pack(run_dir: Path, out: Path | None = None, meta_file: Path | None = None, 
         shutil.rmtree(stage, ignore_errors=True)
         raise
     archive = out.with_name(out.name + ".tar")
-    manifest_sha = _sha256((out / MANIFEST).read_bytes())
+    bundle_sha = _sha256((out / SUMS).read_bytes())
     files = sum(1 for p in out.rglob("*") if p.is_file())
-    return PackResult(out, archive, manifest_sha, files, archive.stat().st_size)
+    return PackResult(out, archive, bundle_sha, files, archive.stat().st_size)
 
 
 def _tidy_modes(root: Path) -> None:

@@ -557,7 +557,7 @@ def pack(
 
     result = pack_run(run_dir, out, meta, ctc)
     typer.echo(f"bundle: {result.directory} ({result.files} files)\narchive: {result.archive} ({result.bytes} bytes)\n"
-               f"manifest sha256: {result.manifest_sha256}")
+               f"bundle sha256 (of its SHA256SUMS): {result.bundle_sha256}")
 
 
 @app.command()

@@ -74,7 +74,7 @@ class Check:
 @dataclass
 class CrosscheckResult:
     bundle: str
-    manifest_sha256: str
+    bundle_sha256: str  # of SHA256SUMS: which bundle was checked
     checks: list[Check]
     json_path: Path
     html_path: Path
@@ -557,9 +557,12 @@ def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
 def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path) -> CrosscheckResult:
     root = bundle_root(bundle, work)
     checks = [_guarded(Check("integrity"), lambda c: check_integrity(root, c))]
+    try:
+        bundle_sha = hashlib.sha256(read_regular(root / SUMS, limit=64 << 20)).hexdigest()
+    except HarnessError:
+        bundle_sha = ""
     try:  # without a manifest, run.json and CTC nothing else can be checked: a report that says so
         manifest = load_json_file(root / MANIFEST)
-        manifest_sha = hashlib.sha256(read_regular(root / MANIFEST)).hexdigest()
         if not isinstance(manifest, dict) or not isinstance(manifest.get("codec"), dict) \
                 or not isinstance(manifest.get("dataset"), dict):
             raise RunError(f"{root / MANIFEST}: not a bundle manifest (fields 'codec' and 'dataset' are objects)")
@@ -567,7 +570,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
         ctc = ctc_of_run(meta, root, request.ctc_dir)
     except HarnessError as exc:
         checks.append(Check("manifest", "fail", str(exc), [str(exc)]))
-        result = CrosscheckResult(str(bundle.name), "", checks, out / "crosscheck.json", out / "crosscheck.html")
+        result = CrosscheckResult(str(bundle.name), bundle_sha, checks, out / "crosscheck.json", out / "crosscheck.html")
         _write_reports(result, {"codec": {}, "dataset": {}}, request)
         return result
     records: list[ResultRecord] = []
@@ -616,7 +619,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
     if sound["records"]:
         checks.append(_guarded(Check("bd-rates"), lambda c: check_bd(root, ctc, manifest, c)))
         checks.append(_guarded(Check("sheet"), lambda c: check_sheet(root, ctc, manifest, c)))
-    result = CrosscheckResult(str(bundle.name), manifest_sha, checks, out / "crosscheck.json", out / "crosscheck.html")
+    result = CrosscheckResult(str(bundle.name), bundle_sha, checks, out / "crosscheck.json", out / "crosscheck.html")
     _write_reports(result, manifest, request)
     return result
 
@@ -624,7 +627,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
 def _write_reports(result: CrosscheckResult, manifest: dict, request: CrosscheckRequest) -> None:
     from harness import __version__
 
-    record = {"schema": "fcm-harness-crosscheck/1", "bundle": result.bundle, "manifest_sha256": result.manifest_sha256,
+    record = {"schema": "fcm-harness-crosscheck/1", "bundle": result.bundle, "bundle_sha256": result.bundle_sha256,
               "verdict": result.verdict, "ok": result.ok, "harness_version": __version__,
               "codec": {k: manifest["codec"].get(k) for k in ("name", "version")},
               "ctc_sha256": manifest.get("ctc", {}).get("sha256"), "dataset": manifest["dataset"].get("name"),

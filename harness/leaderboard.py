@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from harness.bundle import MANIFEST, extract_archive, load_json_file, write_json, write_text
+from harness.bundle import MANIFEST, SUMS, extract_archive, load_json_file, write_json, write_text
 from harness.crosscheck import Check, check_integrity
 from harness.curves import Curve
 from harness.errors import HarnessError
@@ -40,7 +40,7 @@ LEADERBOARD_SCHEMA = "fcm-harness-leaderboard/1"
 class Entry:
     name: str
     manifest: dict
-    manifest_sha256: str
+    bundle_sha256: str
     sheet: pd.DataFrame
     crosscheck: dict | None = None
     crosscheck_html: Path | None = None
@@ -81,7 +81,7 @@ def load_entry(path: Path, work: Path) -> Entry:
         raise HarnessError(f"{root / MANIFEST}: not a bundle manifest")
     import hashlib
 
-    sha = hashlib.sha256(read_regular(root / MANIFEST)).hexdigest()
+    sha = hashlib.sha256(read_regular(root / SUMS)).hexdigest()  # pins every file of the bundle
     text = read_regular(root / "sheet.csv", limit=64 << 20).decode("utf-8", errors="replace")
     try:
         sheet = pd.read_csv(io.StringIO(text), keep_default_na=True)
@@ -119,10 +119,10 @@ def _number(value: Any) -> float | None:
 def _crosscheck_status(entry: Entry) -> dict[str, Any]:
     if entry.crosscheck is None:
         return {"verdict": "not crosschecked", "report": None}
-    if entry.crosscheck.get("manifest_sha256") != entry.manifest_sha256:
+    if entry.crosscheck.get("bundle_sha256") != entry.bundle_sha256:
         return {"verdict": "crosscheck of another bundle", "report": None}
     verdict = str(entry.crosscheck.get("verdict", "?"))[:40]
-    link = f"crosschecks/{entry.manifest_sha256[:16]}.html" if entry.crosscheck_html else None
+    link = f"crosschecks/{entry.bundle_sha256[:16]}.html" if entry.crosscheck_html else None
     return {"verdict": verdict, "report": link}
 
 
@@ -140,7 +140,7 @@ def _entry_row(entry: Entry, anchors: list[str], tasks: list[str]) -> dict[str, 
     codec = entry.manifest["codec"]
     submitter = entry.manifest.get("submitter") if isinstance(entry.manifest.get("submitter"), dict) else {}
     return {"kind": "entry", "name": f"{codec.get('name')} {codec.get('version')}", "bundle": entry.name,
-            "manifest_sha256": entry.manifest_sha256, "dataset": str(entry.manifest.get("dataset", {}).get("name")),
+            "bundle_sha256": entry.bundle_sha256, "dataset": str(entry.manifest.get("dataset", {}).get("name")),
             "options": codec.get("options", {}), "submitter": {k: str(v)[:200] for k, v in submitter.items()},
             "bd": bd, "enc_ratio": enc, "dec_ratio": dec, "crosscheck": _crosscheck_status(entry)}
 
@@ -176,7 +176,7 @@ def _anchor_rows(anchors: list[str], tasks: list[str], ctc=None) -> list[dict[st
     rows = []
     for name in anchors:
         bd = {other: _anchor_bd(name, other, tasks, ctc) for other in anchors}
-        rows.append({"kind": "anchor", "name": name, "bundle": "", "manifest_sha256": "", "dataset": "",
+        rows.append({"kind": "anchor", "name": name, "bundle": "", "bundle_sha256": "", "dataset": "",
                      "options": {}, "submitter": {}, "bd": bd,
                      "enc_ratio": {a: (1.0 if a == name else None) for a in anchors},
                      "dec_ratio": {a: (1.0 if a == name else None) for a in anchors},
@@ -213,8 +213,8 @@ def build_site(paths: list[Path], out: Path) -> SiteFiles:
             except HarnessError as exc:
                 files.excluded.append(str(exc))
                 continue
-            if entry.manifest_sha256 not in seen:  # the same bundle given twice is listed once
-                seen.add(entry.manifest_sha256)
+            if entry.bundle_sha256 not in seen:  # the same bundle given twice is listed once
+                seen.add(entry.bundle_sha256)
                 entries.append(entry)
         groups = []
         by_ctc: dict[str, list[Entry]] = {}
