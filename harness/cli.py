@@ -1,7 +1,8 @@
 """The `harness` command: a thin typer layer over the library API (harness.api).
 
 The commands of a run's life (run, evaluate, verify, compare, train, report, promote) are here;
-data and analysis commands are in harness/cli_tools.py, on the same app (harness/cli_common.py).
+submissions (pack, crosscheck, leaderboard) in harness/cli_submission.py, data and analysis commands
+in harness/cli_tools.py, all on one app (harness/cli_common.py).
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-from harness import cli_tools  # noqa: E402,F401  (registers its commands on the app, after the ones above)
+from harness import cli_submission, cli_tools  # noqa: E402,F401  (register their commands, after the ones above)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -260,6 +260,11 @@ def read_table(run_dir: Path) -> pd.DataFrame:
     return records_frame(collect_records(run_dir))
 
 
+def table_records(path: Path) -> list[ResultRecord]:
+    """The rows of a results.csv as checked records (a crosscheck compares them with the records)."""
+    return _table_records(path)
+
+
 def _table_records(path: Path) -> list[ResultRecord]:
     try:
         text = read_regular(path).decode("utf-8")

@@ -38,7 +38,7 @@ def test_the_cli_stays_a_thin_layer():
     root = Path(__file__).resolve().parents[1] / "harness"
     assert len((root / "cli.py").read_text().splitlines()) <= 300
     long = []
-    for module in ("cli.py", "cli_tools.py", "cli_common.py"):
+    for module in ("cli.py", "cli_tools.py", "cli_common.py", "cli_submission.py"):
         for node in ast.walk(ast.parse((root / module).read_text())):
             if isinstance(node, ast.FunctionDef) and node.end_lineno - node.body[0].lineno + 1 > 25:
                 long.append(f"{module}:{node.name}")
