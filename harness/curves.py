@@ -250,9 +250,13 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def run_description(meta: dict) -> str:
-    """Where a run's numbers come from, in words that stay true on another machine (no local paths)."""
+def run_description(meta: dict, conditions: CTC | None = None) -> str:
+    """Where a run's numbers come from, in words that stay true on another machine (no local paths);
+    with the run's CTC, also the fingerprint of its codec family's conditions (CTC.family_fingerprint)."""
     codec, dataset, ctc = meta["codec"], meta["dataset"], meta["ctc"]
+    family = codec.get("family")
+    fingerprint = (f"; {family} family conditions {conditions.family_fingerprint(family)}"
+                   if conditions is not None and family in conditions.families else "")
     tools = ", ".join(f"{k} {v.split(' Copyright')[0].rstrip(':')}"  # version banners: the first words
                       for k, v in sorted(codec.get("tools", {}).items())
                       if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's
@@ -260,7 +264,7 @@ def run_description(meta: dict) -> str:
     return (f"harness run --codec {codec['name']} (version {codec['version']}"
             + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")
             + f") on dataset {dataset['name']} under CTC {ctc['name']} {ctc['version']} "
-            f"(sha256 {ctc['sha256'][:12]}), started {meta.get('created', '?')}")
+            f"(sha256 {ctc['sha256'][:12]}{fingerprint}), started {meta.get('created', '?')}")
 
 
 def promote_run(run_dir: Path, name: str, ctc: CTC, out_dir: Path, source: str | None = None) -> Path:
@@ -282,7 +286,7 @@ def promote_run(run_dir: Path, name: str, ctc: CTC, out_dir: Path, source: str |
     curve = load_run_curve(run_dir, ctc, on="mse")
     frame = curve.points.copy()
     frame["anchor"] = name
-    frame["source"] = source or run_description(load_run_meta(run_dir))
+    frame["source"] = source or run_description(load_run_meta(run_dir), ctc)
     for column in ("metric", "metric_name"):
         if column not in frame:
             frame[column] = float("nan") if column == "metric" else ""

@@ -98,3 +98,18 @@ def test_a_training_crop_must_be_a_multiple_of_the_pad_multiple(tmp_path):
     assert training_settings(ctc, "sal", {})["pad_multiple"] == 64
     with pytest.raises(HarnessError, match=r"crop \[100, 64\] for 'sal' is not a multiple of the CTC's pad_multiple 64"):
         training_settings(ctc, "sal", {"crop": [100, 64]})
+
+
+def test_a_family_fingerprint_changes_with_its_conditions_only(tmp_path):
+    mini = load_ctc("mini")
+    other_family = edited_ctc(tmp_path / "a", "mini", "tasks.toml", "hyperprior.batch = 8", "hyperprior.batch = 4")
+    anchors = edited_ctc(tmp_path / "b", "mini", "ctc.toml", 'names = ["mini-vvc"', 'names = ["mini-vtm", "mini-vvc"')
+    qps = edited_ctc(tmp_path / "c", "mini", "tasks.toml", "qps = [2, 7, 12, 17, 22]", "qps = [2, 7, 12, 17, 27]")
+    trunc = edited_ctc(tmp_path / "d", "mini", "tasks.toml", "truncation.vtm = [-20.0, 20.0]",
+                       "truncation.vtm = [-10.0, 10.0]")
+    for unchanged in (other_family, anchors):
+        assert load_ctc(unchanged).sha256 != mini.sha256
+        assert load_ctc(unchanged).family_fingerprint("vtm") == mini.family_fingerprint("vtm")
+    for changed in (qps, trunc):
+        assert load_ctc(changed).family_fingerprint("vtm") != mini.family_fingerprint("vtm")
+    assert load_ctc(other_family).family_fingerprint("hyperprior") != mini.family_fingerprint("hyperprior")
