@@ -118,25 +118,26 @@ class CTC:
             raise CTCError(unknown_name("codec family", family, self.families))
         return spec.truncation[family]
 
-    def family_fingerprint(self, family: str) -> str:
+    def family_fingerprint(self, family: str | None) -> str:
         """sha256 (12 hex) of every condition a codec of `family` is coded and scored under: per task the
         shape, dtype, packing, sample lists, metric, truncation range, rate points and (learned families)
-        training recipe, and the bit depth and quantization rule. An anchor of the family stays valid across CTC edits that keep it (a new
+        training recipe, and the bit depth and quantization rule (family None: a codec of raw features,
+        the tasks alone). An anchor of the family stays valid across CTC edits that keep it (a new
         anchor list, another family's training recipe)."""
         tasks = {}
         for name, task in sorted(self.tasks.items()):
-            if family not in task.truncation:
-                continue
-            trunc = task.truncation[family]
             tasks[name] = {"shape": list(task.shape), "dtype": task.dtype, "packing": task.packing,
                            "sample_lists": list(task.sample_lists), "format": task.sample_list_format,
                            "metric": task.metric, "higher_is_better": task.higher_is_better,
-                           "max_tokens": task.max_tokens, "max_leading": task.max_leading,
-                           "truncation": [list(trunc.lo), list(trunc.hi)],
-                           "rate_points": list(self.rate_points(name, family))}
+                           "max_tokens": task.max_tokens, "max_leading": task.max_leading}
+            if family is None:  # a codec of raw features: no truncation, its own rate points
+                continue
+            trunc = task.truncation[family]
+            tasks[name]["truncation"] = [list(trunc.lo), list(trunc.hi)]
+            tasks[name]["rate_points"] = list(self.rate_points(name, family))
             if self.rate_parameter(family) == "lambda":  # a learned family: its training recipe too
                 tasks[name]["training"] = {k: v for k, v in task.hyperprior.items() if k != "source"}
-        conditions = {"family": family, "input": self.families.get(family, {}).get("input"),
+        conditions = {"family": family, "input": self.families.get(family or "", {}).get("input"),
                       "bit_depth": self.bit_depth, "quant_rule": self.default_quant_rule, "tasks": tasks}
         return hashlib.sha256(json.dumps(conditions, sort_keys=True).encode()).hexdigest()[:12]
 

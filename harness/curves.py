@@ -255,8 +255,9 @@ def run_description(meta: dict, conditions: CTC | None = None) -> str:
     with the run's CTC, also the fingerprint of its codec family's conditions (CTC.family_fingerprint)."""
     codec, dataset, ctc = meta["codec"], meta["dataset"], meta["ctc"]
     family = codec.get("family")
-    fingerprint = (f"; {family} family conditions {conditions.family_fingerprint(family)}"
-                   if conditions is not None and family in conditions.families else "")
+    fingerprint = ""
+    if conditions is not None and (family is None or family in conditions.families):
+        fingerprint = f"; {family or 'feature'} family conditions {conditions.family_fingerprint(family)}"
     tools = ", ".join(f"{k} {v.split(' Copyright')[0].rstrip(':')}"  # version banners: the first words
                       for k, v in sorted(codec.get("tools", {}).items())
                       if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -78,12 +80,17 @@ def test_each_shipped_ctc_names_anchors_that_ship_and_cover_its_tasks():
         assert ctc.anchors and all(a in shipped for a in ctc.anchors)
         for anchor in ctc.anchors:
             assert set(load_anchor(anchor).tasks) <= set(ctc.tasks)
-    mini = load_anchor("mini-vvc")
-    assert set(mini.tasks) == {"sal", "lm"}
-    # made under the mini CTC as it is now: after editing ctc/mini, re-run and re-promote the anchor
+    # every mini anchor was made under the mini CTC's current conditions for its codec family: after
+    # editing those (ranges, QPs, sample lists, a learned family's recipe), re-run and re-promote it
     ctc = load_ctc("mini")
-    assert f"under CTC fcm-mini {ctc.version} (sha256 {ctc.sha256[:12]})" in mini.source
-    assert len(mini.task("lm")) == len(mini.task("sal")) == 5
+    fingerprints = {family: ctc.family_fingerprint(family) for family in (*ctc.families, None)}
+    for anchor in ctc.anchors:
+        sheet = load_anchor(anchor)
+        assert set(sheet.tasks) == {"sal", "lm"} and all(len(sheet.task(t)) == 5 for t in ("sal", "lm")), anchor
+        found = re.search(r"(\w+) family conditions ([0-9a-f]{12})", sheet.source)
+        assert found, f"{anchor}: its source names no family conditions"
+        family = None if found.group(1) == "feature" else found.group(1)
+        assert found.group(2) == fingerprints[family], f"{anchor}: made under other {found.group(1)} conditions"
 
 
 def test_the_shipped_vtm_sheet_of_the_mini_ctc_compares_with_mini_vvc(capsys):
