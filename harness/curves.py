@@ -261,7 +261,8 @@ def run_description(meta: dict, conditions: CTC | None = None) -> str:
     tools = ", ".join(f"{k} {v.split(' Copyright')[0].rstrip(':')}"  # version banners: the first words
                       for k, v in sorted(codec.get("tools", {}).items())
                       if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's
-    options = ", ".join(f"{k}={v}" for k, v in sorted(codec.get("options", {}).items()))
+    options = ", ".join(f"{k}={'<path>' if os.path.isabs(str(v)) else v}"  # a path is this machine's
+                        for k, v in sorted(codec.get("options", {}).items()))
     return (f"harness run --codec {codec['name']} (version {codec['version']}"
             + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")
             + f") on dataset {dataset['name']} under CTC {ctc['name']} {ctc['version']} "

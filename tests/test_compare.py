@@ -71,3 +71,13 @@ def test_runs_compare_on_mse_and_promote(tmp_path, data_root, capsys):
         assert "+0.00 %" in capsys.readouterr().out
     finally:
         del os.environ["FCM_HARNESS_ANCHORS"]
+
+
+def test_a_sheet_source_names_no_path_of_this_machine():
+    from harness.curves import run_description
+    meta = {"codec": {"name": "klt", "version": "1.0", "options": {"models": "/home/me/models", "tail": "mini-lm"},
+                      "tools": {"encoder": "/opt/vtm/bin/EncoderApp"}},
+            "dataset": {"name": "mini"}, "ctc": {"name": "fcm-mini", "version": "1.2", "sha256": "ab" * 32}}
+    text = run_description(meta)
+    assert "/home/me" not in text and "/opt/vtm" not in text
+    assert "models=<path>" in text and "tail=mini-lm" in text
