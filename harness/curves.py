@@ -250,6 +250,21 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def model_hashes(fingerprints: dict) -> str:
+    """'lm f32c1c1a32c8, sal 3392439f7ba6' (one model per task) or per 'task@rate point' when they differ."""
+    by_task: dict[str, dict[str, str]] = {}
+    for key, digest in sorted(fingerprints.items()):
+        task, _, point = str(key).partition("@")
+        by_task.setdefault(task, {})[point] = str(digest)[:12]
+    parts = []
+    for task, points in by_task.items():
+        if len(set(points.values())) == 1:
+            parts.append(f"{task} {next(iter(points.values()))}")
+        else:
+            parts += [f"{task}@{point} {digest}" for point, digest in points.items()]
+    return ", ".join(parts)
+
+
 def run_description(meta: dict, conditions: CTC | None = None) -> str:
     """Where a run's numbers come from, in words that stay true on another machine (no local paths);
     with the run's CTC, also the fingerprint of its codec family's conditions (CTC.family_fingerprint)."""
@@ -263,8 +278,10 @@ def run_description(meta: dict, conditions: CTC | None = None) -> str:
                       if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's
     options = ", ".join(f"{k}={'<path>' if os.path.isabs(str(v)) else v}"  # a path is this machine's
                         for k, v in sorted(codec.get("options", {}).items()))
+    models = model_hashes(meta.get("run_key", {}).get("model_fingerprints", {}))
     return (f"harness run --codec {codec['name']} (version {codec['version']}"
             + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")
+            + (f"; model files sha256 {models}" if models else "")
             + f") on dataset {dataset['name']} under CTC {ctc['name']} {ctc['version']} "
             f"(sha256 {ctc['sha256'][:12]}{fingerprint}), started {meta.get('created', '?')}")
 

@@ -81,3 +81,12 @@ def test_a_sheet_source_names_no_path_of_this_machine():
     text = run_description(meta)
     assert "/home/me" not in text and "/opt/vtm" not in text
     assert "models=<path>" in text and "tail=mini-lm" in text
+
+
+def test_model_hashes_in_a_sheet_source():
+    from harness.curves import model_hashes
+    same = {"lm@16": "a" * 64, "lm@32": "a" * 64, "sal@2": "b" * 64}
+    assert model_hashes(same) == f"lm {'a' * 12}, sal {'b' * 12}"  # one model per task
+    per_point = {"sal@0.01": "c" * 64, "sal@0.1": "d" * 64}
+    assert model_hashes(per_point) == f"sal@0.01 {'c' * 12}, sal@0.1 {'d' * 12}"
+    assert model_hashes({}) == ""
