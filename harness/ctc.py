@@ -21,6 +21,9 @@ from harness.errors import CTCError, unknown_name
 PACKINGS = ("dinov2", "llama3", "sd3")
 LIST_FORMATS = ("name_label", "id", "nyu_pairs", "arc_jsonl", "name_caption")
 DTYPES = ("float32", "float16")
+#: the keys a task's `hyperprior` table may hold (harness train reads them; a typo is an error, not ignored)
+HYPERPRIOR_KEYS = ("source", "lambdas", "crop", "batch", "epochs", "training_samples", "steps_per_epoch", "lr",
+                   "network", "input_gain", "input_center")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,28 @@ def _range_pairs(value: Any, where: str, layers: int) -> Truncation:
     return Truncation(tuple(float(p[0]) for p in pairs), tuple(float(p[1]) for p in pairs))
 
 
+def _check_hyperprior(hyper: dict, where: str) -> None:
+    """Known keys only, each of the right kind (the training recipe must not hide a typo)."""
+    unknown = sorted(set(hyper) - set(HYPERPRIOR_KEYS))
+    if unknown:
+        raise CTCError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(HYPERPRIOR_KEYS)}")
+    for key in ("batch", "epochs", "steps_per_epoch", "training_samples"):
+        if key in hyper and (not isinstance(hyper[key], int) or isinstance(hyper[key], bool) or hyper[key] < 1):
+            raise CTCError(f"{where}: '{key}' must be a positive integer, got {hyper[key]!r}")
+    for key in ("lr", "input_gain"):
+        if key in hyper and (not isinstance(hyper[key], (int, float)) or isinstance(hyper[key], bool)
+                             or not hyper[key] > 0):
+            raise CTCError(f"{where}: '{key}' must be a positive number, got {hyper[key]!r}")
+    if "input_center" in hyper and (not isinstance(hyper["input_center"], (int, float))
+                                    or isinstance(hyper["input_center"], bool)):
+        raise CTCError(f"{where}: 'input_center' must be a number, got {hyper['input_center']!r}")
+    for key in ("crop", "network"):
+        value = hyper.get(key, [1, 1])
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            raise CTCError(f"{where}: '{key}' must be two positive integers, got {value!r}")
+
+
 def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
     where = f"{file} [tasks.{name}]"
     shape = tuple(_require(t, "shape", where, list))
@@ -171,6 +196,7 @@ def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
     lambdas = tuple(float(v) for v in _require(hyper, "lambdas", f"{where}.hyperprior", list))
     if len(lambdas) == 0 or any(v <= 0 for v in lambdas):
         raise CTCError(f"{where}.hyperprior: 'lambdas' must be positive numbers")
+    _check_hyperprior(hyper, f"{where}.hyperprior")
     return TaskSpec(
         name=name,
         title=_require(t, "title", where, str),
