@@ -41,6 +41,19 @@ def centred(shape, seed, std=0.05):
     return np.clip(0.5 + std * rng.standard_normal(shape), 0, 1).astype(np.float32)
 
 
+def test_the_mini_ctc_training_keys_are_read():
+    ctc = load_ctc("mini")
+    for task in ("sal", "lm"):
+        table = ctc.task(task).hyperprior
+        settings = training_settings(ctc, task, {})
+        for key in ("steps_per_epoch", "lr", "network", "input_gain", "input_center", "crop", "batch", "epochs"):
+            assert key in table, key
+            assert settings[key] == table[key], key
+        # a user's override wins over the CTC
+        assert training_settings(ctc, task, {"steps_per_epoch": 3, "lr": None})["steps_per_epoch"] == 3
+        assert training_settings(ctc, task, {"lr": None})["lr"] == table["lr"]
+
+
 def test_paper_ctc_keeps_the_official_recipe():
     settings = training_settings(load_ctc("paper"), "cls", {})
     assert settings["lr"] == 1e-4 and "network" not in settings and "input_gain" not in settings
