@@ -184,6 +184,25 @@ def _range_pairs(value: Any, where: str, layers: int) -> Truncation:
     return Truncation(tuple(float(p[0]) for p in pairs), tuple(float(p[1]) for p in pairs))
 
 
+def _check_hyperprior(hyper: dict, where: str) -> None:
+    """Each key of the right kind (unknown keys are refused by harness.ctc_schema, with the closest one)."""
+    for key in ("batch", "epochs", "steps_per_epoch", "training_samples"):
+        if key in hyper and (not isinstance(hyper[key], int) or isinstance(hyper[key], bool) or hyper[key] < 1):
+            raise CTCError(f"{where}: '{key}' must be a positive integer, got {hyper[key]!r}")
+    for key in ("lr", "input_gain"):
+        if key in hyper and (not isinstance(hyper[key], (int, float)) or isinstance(hyper[key], bool)
+                             or not hyper[key] > 0):
+            raise CTCError(f"{where}: '{key}' must be a positive number, got {hyper[key]!r}")
+    if "input_center" in hyper and (not isinstance(hyper["input_center"], (int, float))
+                                    or isinstance(hyper["input_center"], bool)):
+        raise CTCError(f"{where}: 'input_center' must be a number, got {hyper['input_center']!r}")
+    for key in ("crop", "network"):
+        value = hyper.get(key, [1, 1])
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            raise CTCError(f"{where}: '{key}' must be two positive integers, got {value!r}")
+
+
 def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
     where = f"{file} [tasks.{name}]"
     check_task_keys(t, families, where)
@@ -209,6 +228,7 @@ def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
     lambdas = tuple(float(v) for v in _require(hyper, "lambdas", f"{where}.hyperprior", list))
     if len(lambdas) == 0 or any(v <= 0 for v in lambdas):
         raise CTCError(f"{where}.hyperprior: 'lambdas' must be positive numbers")
+    _check_hyperprior(hyper, f"{where}.hyperprior")
     return TaskSpec(
         name=name,
         title=_require(t, "title", where, str),

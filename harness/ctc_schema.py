@@ -30,7 +30,8 @@ TASK_KEYS = {"title", "source", "model", "model_dir", "split_point", "shape", "d
              "sample_lists", "sample_list_format", "metric", "metric_unit", "higher_is_better",
              "samples_paper", "max_leading", "max_tokens", "qps", "truncation", "hyperprior"}
 # the learned family's training recipe (harness.training reads these; a codec's trainer gets them)
-HYPERPRIOR_KEYS = {"source", "lambdas", "crop", "batch", "epochs", "training_samples"}
+HYPERPRIOR_KEYS = {"source", "lambdas", "crop", "batch", "epochs", "training_samples", "steps_per_epoch", "lr",
+                   "network", "input_gain", "input_center"}
 
 
 def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:

@@ -52,10 +52,20 @@ class FeatureFrames(Sequence):
 
 
 def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object]) -> dict:
-    """The CTC's training table for the task (crop, batch, epochs, lr), then the user's overrides."""
+    """The CTC's training table for the task, then the user's overrides.
+
+    From the task's `hyperprior` table: crop, batch, epochs, and when given steps_per_epoch (default: one
+    pass over the training features), lr (default 1e-4, the official recipe's), network ([N, M],
+    default: the codec's own), input_gain and input_center (the network's input normalization, default
+    none). Overrides (`harness train` options and -o KEY=VALUE) win.
+    """
     table = ctc.task(task).hyperprior
-    settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"], "lr": 1e-4,
-                "val_split": 0.1, "source": table.get("source", ""), "packing": ctc.task(task).packing}
+    settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"],
+                "lr": table.get("lr", 1e-4), "val_split": 0.1, "source": table.get("source", ""),
+                "packing": ctc.task(task).packing}
+    for key in ("steps_per_epoch", "network", "input_gain", "input_center"):
+        if key in table:
+            settings[key] = table[key]
     settings.update({k: v for k, v in overrides.items() if v is not None})
     # the learned family's frames are padded to this multiple; a crop that is not one would be padded too
     multiple = int(ctc.families.get("hyperprior", {}).get("pad_multiple", 1))

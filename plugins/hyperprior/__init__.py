@@ -26,7 +26,8 @@ from harness import CodecError, CodecSpec, hookimpl
 
 VERSION = "1.0"
 CHECKPOINTS_ENV = "FCM_HYPERPRIOR_CHECKPOINTS"
-OPTIONS = {"checkpoints": f"${CHECKPOINTS_ENV}", "device": "cpu", "threads": "1", "best": "0", "model_task": ""}
+OPTIONS = {"checkpoints": f"${CHECKPOINTS_ENV}", "device": "cpu", "threads": "1", "best": "0", "model_task": "",
+           "pad": "zero"}
 
 
 def availability() -> str | None:
@@ -52,7 +53,7 @@ def make_codec(options: Mapping[str, str]):
     threads = int(options.get("threads", "1") or 0) or None  # 0: leave torch's setting
     return HyperpriorCodec(checkpoints, device=options.get("device", "cpu"), threads=threads,
                            best=_wants_best(options),
-                           model_task=options.get("model_task") or None)
+                           model_task=options.get("model_task") or None, pad=options.get("pad") or "zero")
 
 
 def model_files(options: Mapping[str, str], task: str, rate_point: float) -> list[Path]:
@@ -67,13 +68,45 @@ def _wants_best(options: Mapping[str, str]) -> bool:
     return options.get("best", "0").lower() in ("1", "true", "yes")
 
 
+#: the training settings the trainer reads (harness train gives the CTC's and -o KEY=VALUE ones)
+TRAIN_SETTINGS = ("crop", "batch", "epochs", "steps_per_epoch", "lr", "val_split", "device", "network",
+                  "input_gain", "input_center", "seed", "source", "packing")
+
+
+def _int_pair(value, key: str) -> tuple[int, int]:
+    """[a, b] from the CTC, or "a,b" / "axb" from -o KEY=VALUE."""
+    if isinstance(value, str):
+        value = value.lower().replace("x", ",").split(",")
+    try:
+        pair = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise CodecError(f"hyperprior: training setting '{key}' must be two integers, got {value!r}") from None
+    if len(pair) != 2 or min(pair) < 1:
+        raise CodecError(f"hyperprior: training setting '{key}' must be two positive integers, got {value!r}")
+    return pair
+
+
 def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> dict:
-    """The codec's trainer (called by `harness train`): one model for one λ."""
+    """The codec's trainer (called by `harness train`): one model for one λ.
+
+    Settings (CTC `hyperprior.*` keys, `harness train` options, -o KEY=VALUE): crop, batch, epochs,
+    steps_per_epoch, lr, val_split, device, network (N,M; default 128,192), input_gain and input_center
+    (the network sees (x - center) * gain; default 1 and 0, CompressAI's model), seed. Others are an error.
+    """
     from harness_plugins.hyperprior.training import train as train_model
 
-    result = train_model(frames, rate_point, out_dir, crop=tuple(settings["crop"]), batch=int(settings["batch"]),
-                         epochs=int(settings["epochs"]), steps_per_epoch=settings.get("steps_per_epoch"),
+    unknown = sorted(set(settings) - set(TRAIN_SETTINGS))
+    if unknown:
+        raise CodecError(f"hyperprior: unknown training setting(s) {', '.join(unknown)}; available: "
+                         + ", ".join(k for k in TRAIN_SETTINGS if k not in ("source", "packing")))
+    steps = settings.get("steps_per_epoch")
+    network = _int_pair(settings.get("network", (128, 192)), "network")
+    result = train_model(frames, rate_point, out_dir, crop=_int_pair(settings["crop"], "crop"),
+                         batch=int(settings["batch"]), epochs=int(settings["epochs"]),
+                         steps_per_epoch=int(steps) if steps is not None else None,
                          lr=float(settings.get("lr", 1e-4)), val_split=float(settings.get("val_split", 0.1)),
+                         seed=int(settings.get("seed", 0)), network=network,
+                         input_norm=(float(settings.get("input_gain", 1.0)), float(settings.get("input_center", 0.0))),
                          device=settings.get("device"), log=log)
     return {"checkpoint": result.last, "best": result.best, "history": result.history}
 
@@ -84,5 +117,6 @@ def harness_codecs() -> list[CodecSpec]:
         name="hyperprior", version=VERSION, family="hyperprior", input_kind="frame01", factory=make_codec,
         rate_parameter="lambda", rate_points=None, options=OPTIONS, availability=availability, trainer=train,
         model_files=model_files,
-        description="CompressAI ScaleHyperprior (N=128, M=192, 1 channel), one checkpoint per task and λ",
+        description="CompressAI ScaleHyperprior (1 channel; N=128, M=192 unless the CTC's network says), "
+                    "one checkpoint per task and λ",
     )]

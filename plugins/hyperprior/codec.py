@@ -20,6 +20,10 @@ Bitstream (all integers little endian), format 1:
 Header = 36 + len(task) bytes (39 for the CTC's three-letter tasks). The
 padding is not stored: it follows from H, W (multiples of 64, floor(pad/2)
 top/left, as the CTC says). z shape is redundant with H, W and is checked.
+What the padding holds is the encoder's choice (the decoder drops it): zeros
+by default, as the official evaluation; `pad="edge"` repeats the border
+samples, which costs far fewer bits for frames centred away from 0 (the
+mini frames sit around 0.5) and leaves the bitstream format unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from harness_plugins.hyperprior.model import FeatureHyperprior, fingerprint, loa
 
 MAGIC, FORMAT = b"HP", 1
 PAD_MULTIPLE = 64  # g_a and h_a downsample by 2^4 * 2^2
+PAD_MODES = ("zero", "edge")  # what the encoder puts in the padding (the decoder drops it)
 _PREFIX = struct.Struct("<2sBB")          # magic, format, task-name length
 _BODY = struct.Struct("<dIIIHHII")        # λ, fingerprint, H, W, zh, zw, len_y, len_z
 
@@ -94,7 +99,10 @@ class HyperpriorCodec:
 
     def __init__(self, checkpoints: str | Path | None = None, device: str = "cpu", threads: int | None = 1,
                  models: Mapping[tuple[str, float], FeatureHyperprior] | None = None, best: bool = False,
-                 model_task: str | None = None) -> None:
+                 model_task: str | None = None, pad: str = "zero") -> None:
+        if pad not in PAD_MODES:
+            raise CodecError(f"hyperprior: pad must be one of {', '.join(PAD_MODES)}, got {pad!r}")
+        self.pad = pad
         self.checkpoints = Path(checkpoints) if checkpoints else None
         self.model_task = model_task  # code every task with this task's models (generalization study)
         self.device = torch.device(device)
@@ -127,7 +135,10 @@ class HyperpriorCodec:
         task = self.model_task or task  # the header names the model's task, so decode finds the same model
         model, fp = self.model(task, lam)
         h, w = frame.shape
-        padded, _ = pad_to_multiple(np.asarray(frame, dtype=np.float32), PAD_MULTIPLE)
+        padded, pads = pad_to_multiple(np.asarray(frame, dtype=np.float32), PAD_MULTIPLE)
+        if self.pad == "edge":
+            padded = np.pad(np.asarray(frame, dtype=np.float32), ((pads[0], pads[1]), (pads[2], pads[3])),
+                            mode="edge")
         x = torch.from_numpy(np.ascontiguousarray(padded))[None, None].to(self.device)
         with self._threads(), torch.inference_mode():
             out = model.compress(x)

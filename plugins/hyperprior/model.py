@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+import struct
 import zlib
 
 import torch
@@ -28,15 +29,68 @@ class FeatureHyperprior(ScaleHyperprior):
     (modified-CompressAI) checkpoints.
     """
 
-    def __init__(self, N: int = 128, M: int = 192, channels: int = 1, **kwargs) -> None:
+    def __init__(self, N: int = 128, M: int = 192, channels: int = 1, input_gain: float = 1.0,
+                 input_center: float = 0.0, **kwargs) -> None:
         super().__init__(N, M, **kwargs)
         self.g_a[0] = conv(channels, N)
         self.g_s[-1] = deconv(N, channels)
         self.channels = int(channels)
+        self.input_gain = float(input_gain)
+        self.input_center = float(input_center)
+        if not self.input_gain > 0:
+            raise HarnessError(f"input_gain must be > 0, got {input_gain}")
+
+    # Input normalization: g_a sees (x - center) * gain and g_s's output is mapped back by the inverse, so
+    # frames that fill only a sliver of [0, 1] (the mini features: std 0.03-0.06 around 0.5) reach the
+    # network at the spread its initialization expects. Identity (gain 1, center 0) is CompressAI's model;
+    # other values are kept in the state dict as the extra entries NORM_KEYS.
+    NORM_KEYS = ("input_gain", "input_center")
+
+    def _to_net(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self._identity else (x - self.input_center) * self.input_gain
+
+    def _from_net(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self._identity else x / self.input_gain + self.input_center
+
+    @property
+    def _identity(self) -> bool:
+        return self.input_gain == 1.0 and self.input_center == 0.0
+
+    def forward(self, x):
+        out = super().forward(self._to_net(x))
+        out["x_hat"] = self._from_net(out["x_hat"])
+        return out
+
+    def compress(self, x):
+        return super().compress(self._to_net(x))
+
+    def decompress(self, strings, shape):
+        """CompressAI's decompress, with the clamp to [0, 1] after the inverse normalization."""
+        assert isinstance(strings, list) and len(strings) == 2
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        scales_hat = self.h_s(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales_hat)
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
+        return {"x_hat": self._from_net(self.g_s(y_hat)).clamp_(0, 1)}
+
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        if not self._identity:  # official-layout checkpoints stay free of extra keys
+            prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+            for key in self.NORM_KEYS:
+                sd[prefix + key] = torch.tensor(getattr(self, key), dtype=torch.float64)
+        return sd
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        state_dict = dict(state_dict)
+        norm = {key: float(state_dict.pop(key)) for key in self.NORM_KEYS if key in state_dict}
+        self.input_gain = norm.get("input_gain", 1.0)
+        self.input_center = norm.get("input_center", 0.0)
+        return super().load_state_dict(state_dict, strict=strict)
 
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> FeatureHyperprior:
-        """A model shaped by the weights (N, M, channels), with them loaded."""
+        """A model shaped by the weights (N, M, channels; input normalization if stored), with them loaded."""
         try:
             N = state_dict["g_a.0.weight"].size(0)
             channels = state_dict["g_a.0.weight"].size(1)
@@ -54,6 +108,9 @@ def fingerprint(model: torch.nn.Module) -> int:
     for name, p in sorted(model.named_parameters()):
         crc = zlib.crc32(name.encode(), crc)
         crc = zlib.crc32(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(), crc)
+    gain, center = getattr(model, "input_gain", 1.0), getattr(model, "input_center", 0.0)
+    if (gain, center) != (1.0, 0.0):  # CompressAI-layout models keep their fingerprint
+        crc = zlib.crc32(struct.pack("<dd", gain, center), crc)
     return crc
 
 

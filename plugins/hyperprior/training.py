@@ -116,14 +116,18 @@ def _save(obj: dict, path: Path) -> None:
 def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop: tuple[int, int] = (256, 256),
           batch: int = 128, epochs: int = 1, steps_per_epoch: int | None = None, lr: float = 1e-4,
           aux_lr: float = 1e-3, clip: float = 1.0, val_split: float = 0.1, val_batch: int = 64,
-          resume: bool = True, seed: int = 0, device: str | None = None,
-          log: Callable[[str], None] | None = print) -> TrainResult:
+          resume: bool = True, seed: int = 0, device: str | None = None, network: tuple[int, int] = (128, 192),
+          input_norm: tuple[float, float] = (1.0, 0.0), log: Callable[[str], None] | None = print) -> TrainResult:
     """Train one (task, λ) model on packed frames in [0, 1]; checkpoints in the official name pattern.
 
     - features: 2-D float frames in [0, 1] (any Sequence; a lazy one avoids holding all in memory).
     - An epoch is one shuffled pass, ceil(n_train / batch) steps with one random crop per
       frame (as the official FeatureFolder + DataLoader), or `steps_per_epoch` batches. Validation crops are drawn once (fixed seed) so
       the validation loss that drives ReduceLROnPlateau is comparable across epochs.
+    - network: (N, M) of the ScaleHyperprior; the CTC's is (128, 192), a CTC may name a smaller one
+      (the codec reads N and M from the checkpoint's weights).
+    - input_norm: (gain, center) of the network's input normalization, stored in the checkpoint
+      (FeatureHyperprior); (1, 0) is none, CompressAI's model.
     - Writes `<out_dir>/<name>_checkpoint.pth.tar` every epoch and `..._checkpoint_best.pth.tar`
       when the validation loss improves; with resume=True continues from the last one.
     """
@@ -153,7 +157,7 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
     best_path = out_dir / checkpoint_name(lam, epochs, lr, batch, crop, best=True)
 
     torch.manual_seed(seed)
-    model = FeatureHyperprior().to(dev)
+    model = FeatureHyperprior(*network, input_gain=input_norm[0], input_center=input_norm[1]).to(dev)
     main_params = [p for name, p in model.named_parameters() if not name.endswith(".quantiles")]
     aux_params = [p for name, p in model.named_parameters() if name.endswith(".quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=lr)
@@ -166,7 +170,15 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
         _adopt_previous_run(out_dir, lam, lr, batch, crop, last_path, best_path, log)
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location=dev, weights_only=True)
+        shape = (ckpt["state_dict"]["g_a.0.weight"].size(0), ckpt["state_dict"]["g_a.6.weight"].size(0))
+        if shape != tuple(network):
+            raise HarnessError(f"train: {last_path} holds a network with (N, M) = {shape}, not {tuple(network)}; "
+                               "give another --out folder or the same network")
         model.load_state_dict(ckpt["state_dict"])
+        if (model.input_gain, model.input_center) != tuple(float(v) for v in input_norm):
+            raise HarnessError(f"train: {last_path} normalizes its input with (gain, center) = "
+                               f"{(model.input_gain, model.input_center)}, not {tuple(input_norm)}; give another "
+                               "--out folder or the same settings")
         optimizer.load_state_dict(ckpt["optimizer"])
         aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
         scheduler.load_state_dict(ckpt["lr_scheduler"])
