@@ -103,7 +103,7 @@ def test_a_training_crop_must_be_a_multiple_of_the_pad_multiple(tmp_path):
 def test_a_family_fingerprint_changes_with_its_conditions_only(tmp_path):
     mini = load_ctc("mini")
     other_family = edited_ctc(tmp_path / "a", "mini", "tasks.toml", "hyperprior.batch = 8", "hyperprior.batch = 4")
-    anchors = edited_ctc(tmp_path / "b", "mini", "ctc.toml", 'names = ["mini-vvc"', 'names = ["mini-vtm", "mini-vvc"')
+    anchors = edited_ctc(tmp_path / "b", "mini", "ctc.toml", '"mini-hyperprior"]', '"mini-hyperprior", "x"]')
     qps = edited_ctc(tmp_path / "c", "mini", "tasks.toml", "qps = [2, 7, 12, 17, 22]", "qps = [2, 7, 12, 17, 27]")
     trunc = edited_ctc(tmp_path / "d", "mini", "tasks.toml", "truncation.vtm = [-20.0, 20.0]",
                        "truncation.vtm = [-10.0, 10.0]")

@@ -123,7 +123,8 @@ def test_run_on_mini_is_perfect_on_originals_and_degrades_with_qp(tmp_path, caps
     assert main(["report", str(out)]) == 0  # reports and BD work on the mini CTC's tasks
     assert (out / "report" / "report.html").exists()
     bd = pd.read_csv(out / "report" / "bd.csv")
-    assert set(bd.anchor) == {"mini-vvc"} and set(bd.task) == {"sal", "lm"}  # the mini CTC's own anchor
+    # the mini CTC's own anchors, side by side
+    assert set(bd.anchor) == {"mini-vtm", "mini-vvc", "mini-klt", "mini-hyperprior"} and set(bd.task) == {"sal", "lm"}
     points = pd.read_csv(out / "report" / "points.csv").set_index(["task", "rate_point"])
     assert points.secondary_kl[("sal", 42)] == pytest.approx(m[("sal", "42", "kl")])  # KL beside CC
     assert main(["verify", str(out)]) == 0

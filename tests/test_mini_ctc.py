@@ -86,7 +86,7 @@ def test_each_shipped_ctc_names_anchors_that_ship_and_cover_its_tasks():
     fingerprints = {family: ctc.family_fingerprint(family) for family in (*ctc.families, None)}
     for anchor in ctc.anchors:
         sheet = load_anchor(anchor)
-        assert set(sheet.tasks) == {"sal", "lm"} and all(len(sheet.task(t)) == 5 for t in ("sal", "lm")), anchor
+        assert set(sheet.tasks) == {"sal", "lm"} and all(len(sheet.task(t)) >= 4 for t in ("sal", "lm")), anchor
         found = re.search(r"(\w+) family conditions ([0-9a-f]{12})", sheet.source)
         assert found, f"{anchor}: its source names no family conditions"
         family = None if found.group(1) == "feature" else found.group(1)
