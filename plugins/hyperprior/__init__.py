@@ -70,7 +70,9 @@ def _wants_best(options: Mapping[str, str]) -> bool:
 
 #: the training settings the trainer reads (harness train gives the CTC's and -o KEY=VALUE ones)
 TRAIN_SETTINGS = ("crop", "batch", "epochs", "steps_per_epoch", "lr", "val_split", "device", "network",
-                  "input_gain", "input_center", "seed", "source", "packing")
+                  "input_gain", "input_center", "seed")
+# what the harness passes along for the record (training_settings); read by nothing here
+HARNESS_SETTINGS = ("source", "packing", "pad_multiple")
 
 
 def _int_pair(value, key: str) -> tuple[int, int]:
@@ -95,10 +97,10 @@ def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> d
     """
     from harness_plugins.hyperprior.training import train as train_model
 
-    unknown = sorted(set(settings) - set(TRAIN_SETTINGS))
+    unknown = sorted(set(settings) - set(TRAIN_SETTINGS) - set(HARNESS_SETTINGS))
     if unknown:
         raise CodecError(f"hyperprior: unknown training setting(s) {', '.join(unknown)}; available: "
-                         + ", ".join(k for k in TRAIN_SETTINGS if k not in ("source", "packing")))
+                         + ", ".join(TRAIN_SETTINGS))
     steps = settings.get("steps_per_epoch")
     network = _int_pair(settings.get("network", (128, 192)), "network")
     result = train_model(frames, rate_point, out_dir, crop=_int_pair(settings["crop"], "crop"),
