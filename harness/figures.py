@@ -47,11 +47,25 @@ class plain_text(contextlib.ContextDecorator):
 
 def plain_log_ticks(axis: Any) -> None:
     """Tick labels of a log axis that need no TeX: matplotlib's defaults are mathtext, which
-    `plain_text()` would show as raw `$\\mathdefault{10^{-2}}$`. Call after setting the log scale."""
+    `plain_text()` would show as raw `$\\mathdefault{10^{-2}}$`. Call after setting the log scale.
+    Decades are labelled as plain numbers (0.01, 0.1, 1); the 2 and 5 between them only when the
+    axis spans less than about two decades, where they do not collide."""
+    import math
+
     from matplotlib import ticker
 
-    axis.set_major_formatter(ticker.LogFormatter())
-    axis.set_minor_formatter(ticker.LogFormatter(minor_thresholds=(2, 0.4)))
+    def decade(value: float, _position: int) -> str:
+        return f"{value:g}"
+
+    def between(value: float, _position: int) -> str:
+        low, high = sorted(axis.get_view_interval())
+        if low <= 0 or math.log10(high / low) > 2.2:
+            return ""
+        mantissa = round(value / 10 ** math.floor(math.log10(value) + 1e-9), 6)
+        return f"{value:g}" if mantissa in (2.0, 5.0) else ""
+
+    axis.set_major_formatter(ticker.FuncFormatter(decade))
+    axis.set_minor_formatter(ticker.FuncFormatter(between))
 
 
 def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:

@@ -442,3 +442,32 @@ def test_log_axes_under_plain_text_show_numbers_not_raw_mathtext():
         labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)]
         plt.close(fig)
     assert any(labels) and not any("$" in label or "mathdefault" in label for label in labels)
+
+
+def _tick_labels(xs: list[float]) -> tuple[list[str], list[str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.figures import plain_log_ticks, plain_text
+
+    with plain_text():
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        ax.plot(xs, range(len(xs)))
+        ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
+        fig.canvas.draw()
+        low, high = ax.get_xlim()
+        shown = [t for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+        shown_minor = [t for t in ax.get_xticklabels(minor=True) if low <= t.get_position()[0] <= high]
+        plt.close(fig)
+    return [t.get_text() for t in shown], [t.get_text() for t in shown_minor if t.get_text()]
+
+
+def test_a_wide_log_axis_labels_decades_only_and_a_narrow_one_its_twos_and_fives():
+    major, minor = _tick_labels([0.015, 0.2, 3.0, 9.0])  # three decades: labels between would collide
+    assert {"0.1", "1"} <= set(major) <= {"0.01", "0.1", "1", "10"}, major
+    assert minor == []
+    major, minor = _tick_labels([0.3, 1.0, 3.0])  # one decade: 0.5, 2 help
+    assert "1" in major and {"0.5", "2"} <= set(minor), (major, minor)

@@ -86,3 +86,41 @@ def test_anchor_rows_compare_the_anchors_with_each_other(bundles, tmp_path):
     vtm = board["groups"][0]["rows"][0]
     assert vtm["name"] == "paper-vtm" and vtm["bd"]["paper-vtm"]["cls"] == 0.0
     assert isinstance(vtm["bd"]["paper-hyperprior"]["cls"], float)  # the paper's VTM against its Hyperprior
+
+
+class _Columns(HTMLParser):
+    """Per table: the sortable headings' data-col values and the number of cells of each body row."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.in_body = [], False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append({"cols": [], "rows": []})
+        elif tag == "th" and "data-col" in attrs:
+            self.tables[-1]["cols"].append(int(attrs["data-col"]))
+        elif tag == "tbody":
+            self.in_body = True
+        elif tag == "tr" and self.in_body:
+            self.tables[-1]["rows"].append(0)
+        elif tag == "td" and self.in_body:
+            self.tables[-1]["rows"][-1] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self.in_body = False
+
+
+def test_every_body_column_has_exactly_one_sortable_heading(bundles, tmp_path):
+    # the headings are grouped per anchor (two rows), so the script sorts by data-col, not by position
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(bundles), "--out", str(site)]) == 0
+    parser = _Columns()
+    parser.feed((site / "index.html").read_text())
+    assert len(parser.tables) == 2
+    for table in parser.tables:
+        width = set(table["rows"])
+        assert len(width) == 1, width
+        assert sorted(table["cols"]) == list(range(width.pop()))
