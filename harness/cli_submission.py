@@ -40,16 +40,19 @@ def crosscheck(
     heads: Annotated[str, typer.Option(help="Task heads for re-scoring: auto, demo or official.")] = "auto",
     weights: Annotated[Optional[Path], typer.Option(help="Folder of official head weights.")] = None,
     ctc: CtcOpt = None,
+    reencode: Annotated[int, typer.Option(min=0, help="Also re-encode N seeded samples per task at every rate "
+                                                      "point and compare the bitstreams (encoder determinism).")] = 0,
 ) -> None:
     """Check a bundle: hashes, plugin and models, fresh decodes, BPFP, re-scored metrics, BD-rates."""
     from harness.crosscheck import CrosscheckRequest, crosscheck as run_crosscheck
 
     result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc, heads,
-                                              weights, tuple(_options(option).items())))
+                                              weights, tuple(_options(option).items()), reencode))
     for check in result.checks:
         typer.echo(f"{check.verdict.upper():5} {check.name}: {check.summary}")
         for problem in check.problems[:5] if check.verdict != "pass" else ():
-            typer.echo(f"      {problem}")
+            if problem != check.summary:  # a one-problem check may say it in its summary already
+                typer.echo(f"      {problem}")
     typer.echo(f"verdict: {result.verdict}\nreport: {result.html_path}\njson: {result.json_path}")
     if not result.ok:
         raise typer.Exit(1)

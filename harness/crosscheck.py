@@ -103,6 +103,7 @@ class CrosscheckRequest:
     heads: str = "auto"
     weights: Path | None = None
     options: tuple[tuple[str, str], ...] = ()  # -o KEY=VALUE: the checker's own values (e.g. models=DIR)
+    reencode: int = 0  # re-encode N seeded samples per task at every rate point (0: no encoder check)
 
 
 SCRUBBED = "<path>"
@@ -383,7 +384,7 @@ def check_bpfp(root: Path, records: list[ResultRecord], points: dict[tuple[str, 
                metrics: Any, check: Check) -> None:
     per_point: dict[tuple[str, float], list[float]] = {}
     for record in records:
-        label = f"{root}/records/{record.task}/{record.rate_parameter}{record.rate_point:g}/{record.sample}.json"
+        label = f"{root}/{record.record_path}"
         size = (root / record.bitstream_path).stat().st_size
         count = points.get((record.task, record.sample), record.points) if points else record.points
         if points and count != record.points:
@@ -442,8 +443,7 @@ def check_metrics(root: Path, meta: dict, manifest: dict, records: list[ResultRe
     scratch = work / "rescore"
     shutil.rmtree(scratch, ignore_errors=True)
     for record in chosen:  # a run directory of just the chosen jobs, over the checker's dataset
-        for relative in (record.bitstream_path,
-                         f"records/{record.task}/{record.rate_parameter}{record.rate_point:g}/{record.sample}.json"):
+        for relative in (record.bitstream_path, record.record_path):
             (scratch / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / relative, scratch / relative)
     run_meta = json.loads(json.dumps(meta))
@@ -477,6 +477,19 @@ def check_metrics(root: Path, meta: dict, manifest: dict, records: list[ResultRe
                          "use --samples all for a verdict")
     elif check.verdict == "pass":
         check.summary = f"{compared} metric values re-scored from the decoded features agree"
+
+
+def check_reencode(root: Path, meta: dict, ctc: CTC, records: list[ResultRecord], source,
+                   request: CrosscheckRequest, options: dict[str, str], work: Path, check: Check) -> None:
+    from harness.reencode import reencode_jobs, reencode_problems
+
+    chosen = subset(records, str(request.reencode), request.seed)
+    jobs = reencode_jobs(chosen, meta, ctc, source, options, work / "reencode")
+    for problem in reencode_problems(root, chosen, jobs, request.jobs):
+        check.fail(problem)
+    if check.verdict == "pass":
+        check.summary = (f"{len(chosen)} bitstreams ({request.reencode} seeded samples per task, every rate point) "
+                         "re-encoded here in fresh processes are byte-identical")
 
 
 # ---------------------------------------------------------------- BD-rates
@@ -599,6 +612,13 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
                                lambda c: check_decode(root, meta, ctc, ok_records, request.jobs, options, c)))
     else:
         checks.append(Check("decode", "skip", "not attempted: the records or the plugin failed their checks"))
+    if request.reencode:
+        if source is None or not (sound["records"] and sound["plugin"]):
+            checks.append(Check("re-encode", "skip", "not attempted: no dataset here, or the records or the plugin "
+                                                     "failed their checks"))
+        else:
+            checks.append(_guarded(Check("re-encode"), lambda c: check_reencode(root, meta, ctc, ok_records, source,
+                                                                              request, options, work, c)))
     metrics = None
     if (root / "metrics.csv").exists():
         try:

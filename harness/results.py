@@ -66,6 +66,11 @@ class ResultRecord:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def record_path(self) -> str:
+        """Where this record sits in a run directory or bundle, relative to its root."""
+        return f"records/{self.task}/{self.rate_parameter}{self.rate_point:g}/{self.sample}.json"
+
 
 COLUMNS = ResultRecord.columns()
 KEY_FIELDS = ("codec", "task", "rate_parameter", "rate_point", "sample", "status")

@@ -38,7 +38,11 @@ def resum(bundle: Path) -> None:
 
 
 def crosscheck(bundle: Path, capsys) -> tuple[int, dict, str]:
-    code = main(["crosscheck", str(bundle), "--jobs", "1"])
+    return crosscheck_with(bundle, capsys)
+
+
+def crosscheck_with(bundle: Path, capsys, *extra: str) -> tuple[int, dict, str]:
+    code = main(["crosscheck", str(bundle), "--jobs", "1", *extra])
     out = capsys.readouterr().out
     report = json.loads((bundle.parent / "bundle.crosscheck" / "crosscheck.json").read_text())
     return code, {c["name"]: c for c in report["checks"]}, out
@@ -143,3 +147,32 @@ def test_an_edited_result_row_fails_naming_line_and_field(copy, capsys):
 def test_reports_are_never_written_into_the_bundle(copy, capsys):
     assert main(["crosscheck", str(copy), "--out", str(copy / "report")]) == 1
     assert "inside the bundle" in capsys.readouterr().err and not (copy / "report").exists()
+
+
+def test_reencoding_a_seeded_subset_reproduces_the_bitstreams(copy, capsys):
+    code = main(["crosscheck", str(copy), "--reencode", "1", "--jobs", "1"])
+    out = capsys.readouterr().out
+    report = json.loads((copy.parent / "bundle.crosscheck" / "crosscheck.json").read_text())
+    check = {c["name"]: c for c in report["checks"]}["re-encode"]
+    assert code == 0 and check["verdict"] == "pass", out
+    assert check["summary"].startswith("2 bitstreams (1 seeded samples per task")  # 1 sample x 2 rate points
+
+
+def test_bitstreams_another_encoder_made_decode_but_fail_reencoding(tmp_path, capsys):
+    """The bundle claims zlib level 9; its bitstreams were made at level 1. They decode to the same
+    reconstructions, so only re-encoding can tell."""
+    run = tmp_path / "run"
+    execute(RunRequest(codec="zlib", tasks=["cls"], limit=1, rate_points=[0], out=run, jobs=1, progress=False,
+                       codec_options={"level": "1"}))
+    assert main(["pack", str(run), "--out", str(tmp_path / "bundle")]) == 0
+    bundle = tmp_path / "bundle"
+    for name in ("manifest.json", "run.json"):
+        meta = json.loads((bundle / name).read_text())
+        meta["codec"]["options"]["level"] = "9"
+        (bundle / name).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    resum(bundle)
+    code, checks, out = crosscheck_with(bundle, capsys, "--reencode", "1")
+    assert code == 1 and checks["decode"]["verdict"] == "pass", out
+    assert checks["re-encode"]["verdict"] == "fail"
+    (problem,) = checks["re-encode"]["problems"]
+    assert "records/cls/shift0/" in problem and "re-encoded here, the bitstream differs" in problem
