@@ -13,6 +13,7 @@ from harness.datasets import DatasetSpec  # noqa: E402
 from harness.errors import CodecError, HarnessError  # noqa: E402
 from harness.external import run_tool  # noqa: E402
 from harness.hookspecs import hookimpl  # noqa: E402
+from harness.options import Option, truthy  # noqa: E402
 from harness.npyio import atomic_save_npy, atomic_write_json, load_npy  # noqa: E402  (safe files for plugins)
 from harness.processing import pad_to_multiple, unpad  # noqa: E402
 from harness.tasks import HeadContext, TaskHeadSpec  # noqa: E402
@@ -32,11 +33,13 @@ __all__ = [
     "HarnessError",
     "HeadContext",
     "MAX_FRAME_SAMPLES",
+    "Option",
     "TaskHeadSpec",
     "__version__",
     "atomic_save_npy",
     "atomic_write_json",
     "format_rate_point",
+    "truthy",
     "hookimpl",
     "load_ctc",
     "load_npy",

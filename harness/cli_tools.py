@@ -38,6 +38,8 @@ def plugins() -> None:
 
 
 def _codec_lines(registry) -> list[str]:
+    from harness.options import declared
+
     lines = ["codecs:"]
     for name, reg in sorted(registry.codecs.items()):
         spec = reg.spec
@@ -47,6 +49,8 @@ def _codec_lines(registry) -> list[str]:
         lines += [f"  {name} {spec.version}  family={spec.family or '-'} input={spec.input_kind} "
                   f"{spec.rate_parameter}: {points}", f"      {spec.description}",
                   f"      from {reg.source.describe()}; " + ("ready" if not missing else f"NOT READY: {missing}")]
+        lines += [f"      -o {key}={option.default}  ({option.constraint()})" + (f" {option.help}" if option.help else "")
+                  for key, option in declared(spec.options).items()]
     return lines
 
 

@@ -16,6 +16,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from harness.options import Option, check_options
+
 InputKind = Literal["frame10", "frame01", "feature"]
 INPUT_KINDS: tuple[str, ...] = ("frame10", "frame01", "feature")
 
@@ -90,7 +92,9 @@ class CodecSpec:
       family (QPs for vtm, the task's λs for hyperprior).
     - availability([options]): returns None when the codec can run here, or a message
       saying what is missing and how to provide it (shown by `harness plugins`).
-    - options: option names the factory accepts, with their defaults.
+    - options: the options the factory accepts: name -> default (free-form string) or
+      `harness.Option` (kind, choices, bounds). The harness refuses any other name and any value
+      that does not fit before the factory is called (`open`), naming the codec and the option.
     - provenance: given the options, facts to record in run.json (e.g. the
       external encoder's version string).
     - trainer: for learned codecs, `trainer(frames, rate_point, out_dir,
@@ -110,13 +114,20 @@ class CodecSpec:
     rate_parameter: str = "qp"
     rate_points: tuple[float, ...] | Mapping[str, tuple[float, ...]] | None = None
     description: str = ""
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str | Option] = field(default_factory=dict)
     availability: Callable[..., str | None] | None = None  # () or (options)
     provenance: Callable[[Mapping[str, str]], dict[str, str]] | None = None
     trainer: Callable[..., object] | None = None
     model_files: Callable[[Mapping[str, str], str, float], list[Path]] | None = None
     external_tools: tuple[str, ...] = ()
     lossless: bool = False
+
+    def open(self, options: Mapping[str, str] | None = None) -> Codec:
+        """The codec with these -o options, after checking them against the declaration (the one
+        way the harness makes a codec: runs, workers, verify, crosscheck, conformance)."""
+        given = dict(options or {})
+        check_options(self.name, self.options, given)
+        return self.factory(given)
 
     def missing(self, options: Mapping[str, str] | None = None) -> str | None:
         """None when the codec can run here (with these -o options), else what is missing.

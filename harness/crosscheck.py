@@ -268,7 +268,7 @@ def check_plugin(manifest: dict, options: dict[str, str], check: Check) -> None:
         check.fail(f"codec '{codec['name']}' cannot run here: {missing}")
     if check.verdict != "fail":
         try:
-            spec.factory(dict(options))  # options it refuses, or model files it cannot find: said here
+            spec.open(dict(options))  # options it refuses, or model files it cannot find: said here
         except Exception as exc:  # a plugin may raise anything
             check.fail(f"codec '{codec['name']}' cannot be built with options {options}: {exc}")
     check.summary = f"installed {codec['name']} {spec.version} from {source.describe()}"

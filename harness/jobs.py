@@ -76,7 +76,7 @@ def codec_for(job: Job) -> tuple[CodecSpec, Codec]:
         missing = spec.missing(dict(job.codec_options))
         if missing:
             raise CodecError(f"codec '{spec.name}' cannot run here: {missing}")
-        _codecs[key] = (spec, spec.factory(dict(job.codec_options)))
+        _codecs[key] = (spec, spec.open(dict(job.codec_options)))
     return _codecs[key]
 
 

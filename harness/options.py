@@ -55,8 +55,8 @@ class Option:
             return "must be a path"
         return None
 
-    def describe(self) -> str:
-        """`level: int 0..9, default 9` (for `harness plugins` and errors)."""
+    def constraint(self) -> str:
+        """What a value must be: `int 0..9`, `str {zero|edge}`, `path`."""
         bounds = ""
         if self.choices:
             bounds = " {" + "|".join(self.choices) + "}"
@@ -64,7 +64,15 @@ class Option:
             low = "" if self.minimum is None else f"{self.minimum:g}"
             high = "" if self.maximum is None else f"{self.maximum:g}"
             bounds = f" {low}..{high}"
-        return f"{self.kind}{bounds}, default {self.default!r}"
+        return f"{self.kind}{bounds}"
+
+    def describe(self) -> str:
+        return f"{self.constraint()}, default {self.default!r}"
+
+
+def truthy(value: str) -> bool:
+    """A checked bool option's meaning (1/true/yes/on, any case)."""
+    return str(value).lower() in TRUE
 
 
 def declared(options: Mapping[str, str | Option]) -> dict[str, Option]:

@@ -185,7 +185,7 @@ def execute(request: RunRequest, executor: Executor | None = None) -> RunOutcome
     if request.quant_rule not in (None, *ctc.quant_rules):
         raise HarnessError(f"unknown quantization rule '{request.quant_rule}'; available: {', '.join(ctc.quant_rules)}")
     try:  # bad options or missing model files: one line, before any work
-        spec.factory(dict(request.codec_options))
+        spec.open(request.codec_options)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise HarnessError(f"codec '{spec.name}': bad option value ({exc})") from None
     source = resolve_dataset(request.dataset, request.data_root, ctc, registry, progress=request.progress)

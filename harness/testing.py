@@ -74,7 +74,7 @@ def sample_input(ctc: CTC, spec: CodecSpec, task: str, shape: Sequence[int] | No
 
 def _decode_fresh(args: tuple) -> str:
     spec, options, bitstream = args
-    return canonical_hash(spec.factory(options).decode(bitstream))
+    return canonical_hash(spec.open(options).decode(bitstream))
 
 
 def check_codec(spec: CodecSpec, tasks: Sequence[str] | None = None, options: dict | None = None,
@@ -99,13 +99,13 @@ def check_codec(spec: CodecSpec, tasks: Sequence[str] | None = None, options: di
         assert points, f"{spec.name}: no rate points for {task}"
         bits[task] = []
         for point in points:
-            encoder = spec.factory(options)
+            encoder = spec.open(options)
             stream = encoder.encode(data.copy(), point, task)
             finish_encode(encoder)
             assert isinstance(stream, bytes), f"{spec.name}: encode must return bytes, got {type(stream).__name__}"
-            again = spec.factory(options).encode(data.copy(), point, task)
+            again = spec.open(options).encode(data.copy(), point, task)
             assert stream == again, f"{spec.name}: {task} at {point:g}: same input gave different bytes"
-            decoded = spec.factory(options).decode(stream)  # a fresh instance: bytes alone
+            decoded = spec.open(options).decode(stream)  # a fresh instance: bytes alone
             canonical = check_decoded(decoded, data, spec.input_kind)
             if spec.lossless:
                 assert np.array_equal(canonical, data), f"{spec.name}: lossless decode differs at {point:g}"
@@ -133,7 +133,7 @@ def check_bounded_decoder(spec: CodecSpec, options: dict, streams: Sequence[byte
                           limit: int = HOSTILE_MEMORY_LIMIT) -> None:
     """Each stream is decoded by a fresh instance within `limit` bytes; `must_refuse`: it must raise."""
     for index, stream in enumerate(streams):
-        peak, error = _traced_peak(lambda: spec.factory(options).decode(stream))
+        peak, error = _traced_peak(lambda: spec.open(options).decode(stream))
         what = f"{spec.name}: hostile bitstream {index} ({len(stream)} bytes)"
         assert not isinstance(error, MemoryError), (
             f"{what}: the decoder tried to allocate more memory than there is; bound allocations by the "

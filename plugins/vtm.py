@@ -34,7 +34,7 @@ import tempfile
 
 import numpy as np
 
-from harness import CodecError, CodecSpec, hookimpl, locate_tool, run_tool
+from harness import CodecError, CodecSpec, Option, hookimpl, locate_tool, run_tool, truthy
 from harness_plugins.vvc_sps import parse_sps
 
 VERSION = "1.1"
@@ -217,21 +217,23 @@ class VtmCodec:
             return read_frame(tmp / "dec.yuv", sps.height, sps.width, "DecoderApp's output")
 
 
-OPTIONS = {"encoder": "", "decoder": "", "cfg": "", "timeout": str(DEFAULT_TIMEOUT_S), "check_recon": "1",
-           "log_dir": "", "vtm_version": CTC_VTM_VERSION}
+OPTIONS = {"encoder": Option("", "path", help="EncoderApp"), "decoder": Option("", "path", help="DecoderApp"),
+           "cfg": Option("", "path", help="encoder_intra_vtm.cfg"),
+           "timeout": Option(str(DEFAULT_TIMEOUT_S), "float", minimum=1),
+           "check_recon": Option("1", "bool", help="check each encode's reconstruction against the decoder's"),
+           "log_dir": Option("", "path", help="also keep VTM's full logs here"),
+           "vtm_version": Option(CTC_VTM_VERSION, help="the VTM version to accept ('any': any)")}
 
 
 def make_codec(options: Mapping[str, str]) -> VtmCodec:
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise CodecError(f"vtm: unknown option(s) {', '.join(sorted(unknown))}; available: {', '.join(OPTIONS)}")
+    # names and kinds are checked by the harness against OPTIONS (CodecSpec.open)
     tools = find_tools(options)
     if isinstance(tools, str):
         raise CodecError(tools)
     check_versions(tools, options.get("vtm_version") or CTC_VTM_VERSION)
     log_dir = Path(options["log_dir"]) if options.get("log_dir") else None
     return VtmCodec(tools, float(options.get("timeout", DEFAULT_TIMEOUT_S)),
-                    options.get("check_recon", "1") not in ("0", "false", "no"), log_dir)
+                    truthy(options.get("check_recon", "1")), log_dir)
 
 
 def availability(options: Mapping[str, str] | None = None) -> str | None:

@@ -34,7 +34,7 @@ import tempfile
 
 import numpy as np
 
-from harness import CodecError, CodecSpec, hookimpl, run_tool
+from harness import CodecError, CodecSpec, Option, hookimpl, run_tool, truthy
 from harness_plugins.vvc_sps import rbsp
 
 VERSION = "1.1"  # 1.1: tuned tool switches by default (TUNED_PARAMS)
@@ -52,8 +52,10 @@ TUNED_PARAMS = ("TransformSkip=1:TransformSkipLog2MaxSize=5:LoopFilterBetaOffset
 SUFFIX_SEI_NUT, PREFIX_SEI_NUT = 24, 23
 DECODED_PICTURE_HASH = 132
 DEFAULT_TIMEOUT_S = 3600.0
-DEFAULT_OPTIONS = {"preset": DEFAULT_PRESET, "params": TUNED_PARAMS, "threads": "1", "timeout": str(DEFAULT_TIMEOUT_S),
-                   "check_recon": "1"}
+OPTIONS = {"preset": Option(DEFAULT_PRESET, choices=PRESETS, help="VVenC preset"),
+           "params": Option(TUNED_PARAMS, help="VVenC switches Key=Value:... on top of the preset ('' for none)"),
+           "threads": Option("1", "int", minimum=1), "timeout": Option(str(DEFAULT_TIMEOUT_S), "float", minimum=1),
+           "check_recon": Option("1", "bool", help="check each encode against the decoder (MD5 picture hash)")}
 
 
 def ffmpeg_exe() -> str:
@@ -210,16 +212,10 @@ class VvcCodec:
 
 
 def make_codec(options: Mapping[str, str]) -> VvcCodec:
-    unknown = set(options) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise CodecError(f"vvc: unknown option(s) {', '.join(sorted(unknown))}; "
-                         f"available: {', '.join(DEFAULT_OPTIONS)}")
-    preset = options.get("preset", DEFAULT_PRESET)
-    if preset not in PRESETS:
-        raise CodecError(f"vvc: unknown preset '{preset}'; available: {', '.join(PRESETS)}")
-    return VvcCodec(preset, int(options.get("threads", 1)), float(options.get("timeout", DEFAULT_TIMEOUT_S)),
-                    options.get("check_recon", "1") not in ("0", "false", "no"),
-                    parse_params(options.get("params", DEFAULT_OPTIONS["params"])))
+    # names, presets, numbers and flags are checked by the harness against OPTIONS (CodecSpec.open)
+    value = {**{key: option.default for key, option in OPTIONS.items()}, **options}
+    return VvcCodec(value["preset"], int(value["threads"]), float(value["timeout"]), truthy(value["check_recon"]),
+                    parse_params(value["params"]))
 
 
 def provenance(options: Mapping[str, str]) -> dict[str, str]:
@@ -234,7 +230,7 @@ def provenance(options: Mapping[str, str]) -> dict[str, str]:
     return {"ffmpeg": version, "imageio_ffmpeg": imageio_ffmpeg.__version__,
             "encoder": vvenc.group(0) if vvenc else "libvvenc", "base_params": BASE_PARAMS,
             "preset": options.get("preset", DEFAULT_PRESET),
-            "params": options.get("params", DEFAULT_OPTIONS["params"])}
+            "params": options.get("params", TUNED_PARAMS)}
 
 
 @hookimpl
@@ -242,7 +238,7 @@ def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
         name="vvc", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
         rate_parameter="qp", rate_points=None, external_tools=("ffmpeg (imageio-ffmpeg) with libvvenc",),
-        options=dict(DEFAULT_OPTIONS),
+        options=OPTIONS,
         availability=availability, provenance=provenance,
         description=(f"VVC intra, 4:0:0, VVenC (preset {DEFAULT_PRESET} + tuned tool switches) + FFmpeg's native "
                      "decoder, from imageio-ffmpeg; measured vs real VTM-23.3 on mini: BD-rate on the task metric "

@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from harness import MAX_FRAME_SAMPLES, CodecError, CodecSpec, hookimpl
+from harness import MAX_FRAME_SAMPLES, CodecError, CodecSpec, Option, hookimpl
 
 VERSION = "1.0"
 HEADER = struct.Struct("<2sBBII")
@@ -86,16 +86,17 @@ def inflate_exactly(payload: bytes, size: int) -> bytes:
 
 
 def make_codec(options: Mapping[str, str]) -> ZlibCodec:
-    unknown = set(options) - {"level"}
-    if unknown:
-        raise CodecError(f"zlib: unknown option(s) {', '.join(sorted(unknown))}; available: level")
-    return ZlibCodec(level=int(options.get("level", 9)))
+    # the harness has checked the options against OPTIONS (CodecSpec.open): names, kinds, bounds
+    return ZlibCodec(level=int(options.get("level", OPTIONS["level"].default)))
+
+
+OPTIONS = {"level": Option("9", "int", minimum=0, maximum=9, help="zlib compression level")}
 
 
 @hookimpl
 def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
         name="zlib", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
-        rate_parameter="shift", rate_points=(0, 1, 2, 3, 4), options={"level": "9"},
+        rate_parameter="shift", rate_points=(0, 1, 2, 3, 4), options=OPTIONS,
         description="reference plugin: zlib on the 10-bit frame, k LSBs dropped (k = 0 lossless)",
     )]

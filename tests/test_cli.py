@@ -156,7 +156,7 @@ def test_killed_run_resumes_to_identical_rows(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-o", "level=high"], "codec 'zlib': bad option value"),
+    (["-o", "level=high"], "zlib: option level='high' must be an integer (int 0..9, default '9')"),
     (["--quant-rule", "bogus"], "unknown quantization rule 'bogus'; available: floor, unbiased"),
 ])
 def test_bad_option_values_are_one_line(capsys, tmp_path, data_root, args, message):

@@ -210,8 +210,8 @@ def test_plugin_spec_and_harness_conformance(run):
     assert (spec.name, spec.family, spec.input_kind, spec.rate_parameter) == (
         "hyperprior", "hyperprior", "frame01", "lambda")
     assert spec.missing() is None
-    with pytest.raises(CodecError, match="unknown option"):
-        spec.factory({"nope": "1"})
+    with pytest.raises(CodecError, match="unknown option 'nope'"):
+        spec.open({"nope": "1"})
     # one rate point we have a checkpoint for (stored under <root>/cls); CTC-shaped small frames
     report = check_codec(replace(spec, rate_points=(LAM,)), tasks=("cls",),
                          options={"checkpoints": str(run[0]), "threads": "1"})

@@ -36,3 +36,22 @@ def test_what_does_not_fit_is_refused_naming_codec_and_option(given, message):
 def test_an_option_of_an_unknown_kind_is_a_plugin_bug():
     with pytest.raises(ValueError, match="kind must be one of"):
         Option("1", "integer")
+
+
+def test_a_run_with_a_bad_option_stops_before_any_work_naming_it(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["run", "--codec", "zlib", "--task", "cls", "--limit", "1", "--out", str(tmp_path / "run"),
+                 "-o", "level=12"]) != 0
+    err = capsys.readouterr().err
+    assert "zlib: option level='12' must be at most 9 (int 0..9, default '9')" in err
+    assert not (tmp_path / "run" / "records").exists()
+
+
+def test_every_builtin_codec_declares_options_that_fit_their_own_defaults():
+    from harness.registry import default_registry
+
+    for name, registered in default_registry().codecs.items():
+        options = declared(registered.spec.options)
+        for key, option in options.items():
+            assert option.problem(option.default) is None or option.kind == "path", (name, key)

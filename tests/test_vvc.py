@@ -73,12 +73,15 @@ def test_picture_hash_mismatch_is_caught(monkeypatch):
 
 
 def test_bad_options_and_qps():
-    with pytest.raises(Exception, match="unknown preset 'fastest'; available: faster, fast"):
-        vvc.make_codec({"preset": "fastest"})
-    with pytest.raises(Exception, match="unknown option"):
-        vvc.make_codec({"qp": "3"})
+    spec = vvc.harness_codecs()[0]
+    with pytest.raises(Exception, match="vvc: option preset='fastest' must be one of faster, fast, medium"):
+        spec.open({"preset": "fastest"})
+    with pytest.raises(Exception, match="vvc: unknown option 'qp'"):
+        spec.open({"qp": "3"})
+    with pytest.raises(Exception, match="vvc: option threads='0' must be at least 1"):
+        spec.open({"threads": "0"})
     with pytest.raises(Exception, match="QP must be an integer 0..63"):
-        vvc.make_codec({}).encode(frame(8, 8), 22.5, "cls")
+        spec.open({}).encode(frame(8, 8), 22.5, "cls")
 
 
 @pytest.mark.slow

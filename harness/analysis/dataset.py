@@ -59,7 +59,7 @@ def codec_reconstructor(ctc: CTC, codec_name: str, rate_point: float, options: d
     from harness.registry import default_registry
 
     spec = (registry or default_registry()).codec(codec_name).spec
-    codec = spec.factory(dict(options or {}))
+    codec = spec.open(options)
 
     def reconstruct(task: str, sample_id: str, feature: np.ndarray) -> np.ndarray:
         if spec.input_kind == "feature":

@@ -22,12 +22,16 @@ import importlib.util
 import os
 from pathlib import Path
 
-from harness import CodecError, CodecSpec, hookimpl
+from harness import CodecError, CodecSpec, Option, hookimpl, truthy
 
 VERSION = "1.0"
 CHECKPOINTS_ENV = "FCM_HYPERPRIOR_CHECKPOINTS"
-OPTIONS = {"checkpoints": f"${CHECKPOINTS_ENV}", "device": "cpu", "threads": "1", "best": "0", "model_task": "",
-           "pad": "zero"}
+OPTIONS = {"checkpoints": Option("", "path", help=f"the checkpoints folder (default ${CHECKPOINTS_ENV})"),
+           "device": Option("cpu", help="torch device"),
+           "threads": Option("1", "int", minimum=0, help="torch threads (0: torch's own setting)"),
+           "best": Option("0", "bool", help="the best checkpoint instead of the last"),
+           "model_task": Option("", help="code with another task's models (generalization study)"),
+           "pad": Option("zero", choices=("zero", "edge"), help="what the encoder puts in the padding")}
 
 
 def availability() -> str | None:
@@ -37,10 +41,7 @@ def availability() -> str | None:
 
 
 def make_codec(options: Mapping[str, str]):
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise CodecError(f"hyperprior: unknown option(s) {', '.join(sorted(unknown))}; available: "
-                         + ", ".join(sorted(OPTIONS)))
+    # names, kinds and choices are checked by the harness against OPTIONS (CodecSpec.open)
     checkpoints = options.get("checkpoints") or os.environ.get(CHECKPOINTS_ENV)
     if not checkpoints or not Path(checkpoints).is_dir():
         where = f"'{checkpoints}' is not a directory" if checkpoints else "no checkpoint directory given"
@@ -65,7 +66,7 @@ def model_files(options: Mapping[str, str], task: str, rate_point: float) -> lis
 
 
 def _wants_best(options: Mapping[str, str]) -> bool:
-    return options.get("best", "0").lower() in ("1", "true", "yes")
+    return truthy(options.get("best", "0"))
 
 
 #: the training settings the trainer reads (harness train gives the CTC's and -o KEY=VALUE ones)

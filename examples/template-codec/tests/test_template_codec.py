@@ -25,6 +25,15 @@ def test_the_harness_discovers_the_installed_package():
     assert registered.source.distribution == "fcm-harness-template-codec"
 
 
+def test_options_are_checked_by_the_harness():
+    from harness import CodecError
+
+    with pytest.raises(CodecError, match="template-levels: option preset='12' must be at most 9"):
+        SPEC.open({"preset": "12"})
+    with pytest.raises(CodecError, match="template-levels: unknown option 'prest'; did you mean 'preset'"):
+        SPEC.open({"prest": "1"})
+
+
 @pytest.mark.parametrize("ctc_name", ["paper", "mini"])
 def test_the_codec_conforms(ctc_name):
     ctc = load_ctc(ctc_name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import CodecSpec, hookimpl
+from harness import CodecSpec, Option, hookimpl
 
 from template_codec.codec import make_codec
 
@@ -17,7 +17,8 @@ SPEC = CodecSpec(
     # its own rate points, from the highest rate to the lowest (None: the CTC's λs per task)
     rate_parameter="levels",
     rate_points=(1024, 256, 64, 16, 4),
-    options={"preset": "6"},
+    # every option the factory accepts, declared once: the harness refuses other names and values
+    options={"preset": Option("6", "int", minimum=0, maximum=9, help="lzma preset")},
     description="template plugin: [0,1] frame quantized to L levels, lzma-coded",
 )
 
