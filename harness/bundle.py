@@ -41,7 +41,7 @@ from harness import __version__
 from harness.ctc import CTC, ctc_of_run
 from harness.errors import HarnessError, RunError
 from harness.npyio import atomic_write_json, atomic_write_text, read_csv_checked
-from harness.provenance import load_run_meta
+from harness.run_meta import RunMeta, read_run_meta
 from harness.results import (METRICS_COLUMNS, METRICS_NUMBERS, ResultRecord, collect_records, read_bitstream,
                              records_frame)
 from harness.safe_io import read_regular
@@ -127,11 +127,11 @@ def model_file_entries(meta: dict, records: list[ResultRecord]) -> list[dict[str
     from harness.feature_hashes import file_sha256
     from harness.registry import default_registry
 
-    spec = default_registry().codec(meta["codec"]["name"]).spec
+    run = RunMeta.from_dict(meta, Path("run.json"))
+    spec = default_registry().codec(run.codec).spec
     if spec.model_files is None:
         return []
-    options = meta["codec"].get("options", {})
-    recorded = meta.get("run_key", {}).get("model_fingerprints", {})
+    options, recorded = run.options, run.model_fingerprints
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     for task, point in sorted({(r.task, r.rate_point) for r in records if r.status == "ok"}):
         digest = hashlib.sha256()
@@ -144,7 +144,7 @@ def model_file_entries(meta: dict, records: list[ResultRecord]) -> list[dict[str
             entry["used_by"].append(f"{task}@{point:g}")
         want = recorded.get(f"{task}@{point:g}")
         if want and want != digest.hexdigest():
-            raise RunError(f"the {meta['codec']['name']} model files for {task}@{point:g} differ from those the run "
+            raise RunError(f"the {run.codec} model files for {task}@{point:g} differ from those the run "
                            "was coded with (run.json run_key.model_fingerprints); pack with the run's models")
     return sorted(entries.values(), key=lambda e: (e["name"], e["sha256"]))
 
@@ -153,10 +153,11 @@ def plugin_entry(meta: dict) -> dict[str, Any]:
     """The codec plugin as installed here (it must be the version the run was coded with)."""
     from harness.registry import default_registry
 
-    name = meta["codec"]["name"]
+    run = RunMeta.from_dict(meta, Path("run.json"))
+    name = run.codec
     registered = default_registry().codec(name)
-    if registered.spec.version != meta["codec"].get("version"):
-        raise RunError(f"the run was coded with {name} {meta['codec'].get('version')}, but {name} "
+    if registered.spec.version != run.codec_version:
+        raise RunError(f"the run was coded with {name} {run.codec_version}, but {name} "
                        f"{registered.spec.version} is installed; pack where the run was coded")
     source = registered.source
     return {"entry_point": source.plugin, "distribution": source.distribution,
@@ -303,7 +304,8 @@ def pack(run_dir: Path, out: Path | None = None, meta_file: Path | None = None, 
          ) -> PackResult:
     """Pack a finished run into BUNDLE (a directory) and BUNDLE.tar."""
     run_dir = Path(run_dir)
-    meta = load_run_meta(run_dir)
+    run = read_run_meta(run_dir)
+    meta = run.raw
     ctc = ctc_of_run(meta, run_dir, ctc_dir)
     submitter = read_meta(meta_file)
     records = collect_records(run_dir)
@@ -323,9 +325,9 @@ def pack(run_dir: Path, out: Path | None = None, meta_file: Path | None = None, 
         totals = _stage_run(run_dir, stage, records)
         (stage / "run.json").write_bytes(_json_bytes(bundle_run_json(meta)))
         has_metrics = (stage / "metrics.csv").exists()
-        (stage / BD_FILE).write_bytes(_json_bytes(_strict(bd_rates(stage, ctc, meta["codec"]["name"]))))
+        (stage / BD_FILE).write_bytes(_json_bytes(_strict(bd_rates(stage, ctc, run.codec))))
         from harness.sheet import write_sheet
-        write_sheet(stage, ctc, meta["codec"]["name"])
+        write_sheet(stage, ctc, run.codec)
         manifest = build_manifest(meta, ctc, records, totals, submitter, has_metrics)
         (stage / MANIFEST).write_bytes(_json_bytes(_strict(manifest)))
         (stage / SUMS).write_text(sums_text(stage), encoding="utf-8")

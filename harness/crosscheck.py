@@ -44,6 +44,7 @@ from harness.errors import HarnessError, RunError
 from harness.jobs import input_dtype
 from harness.npyio import read_csv_checked
 from harness.provenance import load_run_meta
+from harness.run_meta import RunMeta
 from harness.results import (COLUMNS, METRICS_COLUMNS, METRICS_NUMBERS, ResultRecord, collect_records,
                              read_bitstream, table_records)
 from harness.safe_io import inside, is_sha256, read_regular
@@ -365,9 +366,9 @@ def check_dataset(manifest: dict, records: list[ResultRecord], source, check: Ch
 def check_decode(root: Path, meta: dict, ctc: CTC, records: list[ResultRecord], jobs: int,
                  codec_options: dict[str, str], check: Check) -> None:
     options = tuple(sorted(codec_options.items()))
-    kind = meta["codec"].get("input_kind", "frame10")
+    kind = RunMeta.from_dict(meta, root / "run.json").input_kind
     work = [VerifyJob(str(root), r.codec, options, (), r.bitstream_path, r.bytes, r.bitstream_sha256, r.recon_sha256,
-                      f"{r.task}/{r.rate_parameter}{r.rate_point:g}/{r.sample}", kind,
+                      r.job_label, kind,
                       input_dtype(kind, ctc.task(r.task).dtype)) for r in records if r.status == "ok"]
     context = multiprocessing.get_context("spawn")
     # one fresh process per decode: nothing the encoder or an earlier decode left behind is reused

@@ -26,7 +26,7 @@ from harness.errors import HarnessError, MissingHeadFilesError
 from harness.jobs import codec_for_verify
 from harness.npyio import atomic_save_npy, atomic_write_text, load_npy
 from harness.processing import Preprocessor
-from harness.provenance import load_run_meta
+from harness.run_meta import RunMeta, read_run_meta
 from harness.registry import Registry, default_registry
 from harness.results import read_stored, read_table
 from harness.safe_io import check_run_folders
@@ -65,13 +65,13 @@ def check_head_metric(head, registered, ctc: CTC, task: str) -> None:
                            f"says metric = '{wanted}'")
 
 
-def _context(meta: dict, ctc: CTC, request: EvaluationRequest) -> HeadContext:
-    synthetic = bool(meta["dataset"].get("synthetic"))
+def _context(meta: RunMeta, ctc: CTC, request: EvaluationRequest) -> HeadContext:
+    synthetic = meta.synthetic
     backend = request.backend if request.backend != "auto" else ("demo" if synthetic else "official")
     if backend not in ("demo", "official"):
         raise HarnessError(f"unknown head backend '{backend}'; available: auto, demo, official")
     weights = request.weights or (Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else None)
-    dataset = Dataset(Path(meta["dataset"]["root"]), ctc, name=meta["dataset"]["name"], is_demo=synthetic)
+    dataset = Dataset(Path(meta.dataset_root), ctc, name=meta.dataset, is_demo=synthetic)
     return HeadContext(ctc, dataset, synthetic, weights, backend, request.device or _default_device())
 
 
@@ -98,9 +98,9 @@ def check_weights(registry: Registry, context: HeadContext, tasks: Sequence[str]
 
 def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.DataFrame:
     run_dir = Path(request.run_dir)
-    meta = load_run_meta(run_dir)
+    meta = read_run_meta(run_dir)
     check_run_folders(run_dir)
-    ctc = ctc_of_run(meta, run_dir, ctc_dir)
+    ctc = ctc_of_run(meta.raw, run_dir, ctc_dir)
     table = read_table(run_dir)
     ok = table[table.status == "ok"]
     if ok.empty:
@@ -110,8 +110,8 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
     tasks = sorted(ok.task.unique())
     heads = request.heads or {}
     check_weights(registry, context, tasks, heads)
-    codec_name = meta["codec"]["name"]
-    codec = codec_for_verify(codec_name, tuple(sorted(meta["codec"].get("options", {}).items())), ())
+    codec_name = meta.codec
+    codec = codec_for_verify(codec_name, meta.option_items, ())
     spec = registry.codec(codec_name).spec
     rows = []
     total = len(ok) + ok.groupby("task")["sample"].nunique().sum()
@@ -168,7 +168,7 @@ def evaluate_run(request: EvaluationRequest, ctc_dir: Path | None = None) -> pd.
                         if spec.input_kind == "feature":
                             return head.predict(record.sample, frame)
                         pipe = Preprocessor.for_task(ctc, task, spec.family, spec.input_kind, original.shape,
-                                                     original.dtype, meta["run_key"].get("quant_rule"))
+                                                     original.dtype, meta.quant_rule)
                         return head.predict(record.sample, pipe.inverse(frame))
                     # the bitstream's hash in the name: a re-coded job gets fresh predictions
                     preds.append(cached(label, f"{record.sample}-{record.bitstream_sha256[:16]}", decoded))

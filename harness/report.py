@@ -24,6 +24,7 @@ from harness.curves import Curve, compare, load_anchor, load_run_curve, resolve_
 from harness.figures import curve_plot, scatter_fit
 from harness.npyio import atomic_write_text, read_csv_checked
 from harness.provenance import load_run_meta
+from harness.run_meta import RunMeta
 from harness.results import METRICS_COLUMNS, METRICS_NUMBERS, SECONDARY_PREFIX, primary_metrics
 
 
@@ -81,7 +82,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     out = Path(out) if out else run_dir / "report"
     meta = load_run_meta(run_dir)
     run = load_run_curve(run_dir, ctc, on="mse")
-    run.name = meta["codec"]["name"]
+    run.name = RunMeta.from_dict(meta, run_dir / "run.json").codec
     anchors = ctc.anchors if anchors is None else anchors
     anchor_curves = [resolve_curve(a, ctc, on="mse") for a in anchors]
     has_metric = "metric" in run.points and not run.points.metric.isna().all()

@@ -67,9 +67,14 @@ class ResultRecord:
         return asdict(self)
 
     @property
+    def job_label(self) -> str:
+        """task/rate point/sample, as messages name a job."""
+        return f"{self.task}/{self.rate_parameter}{self.rate_point:g}/{self.sample}"
+
+    @property
     def record_path(self) -> str:
         """Where this record sits in a run directory or bundle, relative to its root."""
-        return f"records/{self.task}/{self.rate_parameter}{self.rate_point:g}/{self.sample}.json"
+        return f"records/{self.job_label}.json"
 
 
 COLUMNS = ResultRecord.columns()

@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.ctc import ctc_of_run
 from harness.errors import HarnessError, RunError
 from harness.jobs import input_dtype
-from harness.provenance import load_run_meta
+from harness.run_meta import read_run_meta
 from harness.results import ResultRecord, collect_records, read_stored
 
 
@@ -59,16 +59,14 @@ def decode_and_hash(job: VerifyJob) -> VerifyResult:
 
 
 def verify_jobs(run_dir: Path, plugin_modules: tuple[str, ...] = ()) -> list[VerifyJob]:
-    meta = load_run_meta(run_dir)
-    options = tuple(sorted(meta.get("run_key", {}).get("codec_options", {}).items()))
+    meta = read_run_meta(run_dir)
     records: list[ResultRecord] = [r for r in collect_records(run_dir) if r.status == "ok"]
     if not records:
         raise RunError(f"{run_dir}: no finished jobs to verify")
-    kind = meta.get("codec", {}).get("input_kind", "frame10")
-    ctc = ctc_of_run(meta, run_dir)
-    return [VerifyJob(str(run_dir), r.codec, options, plugin_modules, r.bitstream_path, r.bytes, r.bitstream_sha256,
-                      r.recon_sha256, f"{r.task}/{r.rate_parameter}{r.rate_point:g}/{r.sample}", kind,
-                      input_dtype(kind, ctc.task(r.task).dtype)) for r in records]
+    ctc = ctc_of_run(meta.raw, run_dir)
+    return [VerifyJob(str(run_dir), r.codec, meta.option_items, plugin_modules, r.bitstream_path, r.bytes,
+                      r.bitstream_sha256, r.recon_sha256, r.job_label, meta.input_kind,
+                      input_dtype(meta.input_kind, ctc.task(r.task).dtype)) for r in records]
 
 
 def verify_run(run_dir: Path, workers: int = 2, plugin_modules: tuple[str, ...] = (),

@@ -266,3 +266,17 @@ def test_an_anchor_sheet_of_a_newer_schema_is_refused(tmp_path, monkeypatch, cap
     monkeypatch.setenv("FCM_HARNESS_ANCHORS", str(tmp_path))
     with pytest.raises(Exception, match=r"future.csv: an anchor sheet of schema 2, written by a newer harness"):
         load_anchor("future-anchor")
+
+
+@pytest.mark.parametrize("section, field, value, message", [
+    ("run_key", "codec_options", {"level": 9}, "field 'run_key.codec_options' must map names to strings"),
+    ("dataset", "synthetic", "yes", "field 'dataset.synthetic' must be true or false"),
+    ("codec", "input_kind", 7, "field 'codec.input_kind' must be a string"),
+    ("run_key", "quant_rule", ["floor"], "field 'run_key.quant_rule' must be a string"),
+])
+@pytest.mark.parametrize("command", ["verify", "evaluate"])
+def test_run_json_fields_of_the_wrong_type_are_one_line(run, capsys, command, section, field, value, message):
+    meta = json.loads((run / "run.json").read_text())
+    meta[section][field] = value
+    (run / "run.json").write_text(json.dumps(meta))
+    assert one_line_error(capsys, command, str(run)).endswith(f"{run / 'run.json'}: {message}, found {value!r:.60}")

@@ -11,7 +11,7 @@ from harness.ctc import CTC
 from harness.errors import HarnessError
 from harness.jobs import codec_for_verify
 from harness.processing import Preprocessor
-from harness.provenance import load_run_meta
+from harness.run_meta import read_run_meta
 from harness.registry import default_registry
 from harness.results import check_record, job_paths, parse_record, read_bitstream
 
@@ -22,11 +22,10 @@ def run_reconstructor(run_dir: Path, rate_point: float, ctc: CTC, dataset_label:
     Returns None for samples the run did not code at this rate point. The run
     must have coded the dataset being analysed.
     """
-    meta = load_run_meta(Path(run_dir))
-    if meta.get("dataset", {}).get("name") != dataset_label:
-        raise HarnessError(f"{run_dir}: the run coded dataset '{meta.get('dataset', {}).get('name')}', "
-                           f"not '{dataset_label}'")
-    name, options = meta["codec"]["name"], tuple(sorted(meta["codec"].get("options", {}).items()))
+    meta = read_run_meta(Path(run_dir))
+    if meta.dataset != dataset_label:
+        raise HarnessError(f"{run_dir}: the run coded dataset '{meta.dataset}', not '{dataset_label}'")
+    name, options = meta.codec, meta.option_items
     spec = default_registry().codec(name).spec
     codec = codec_for_verify(name, options, ())
     label = format_rate_point(spec.rate_parameter, rate_point)
@@ -43,7 +42,7 @@ def run_reconstructor(run_dir: Path, rate_point: float, ctc: CTC, dataset_label:
         if spec.input_kind == "feature":
             return decoded
         pre = Preprocessor.for_task(ctc, task, spec.family, spec.input_kind, feature.shape, feature.dtype,
-                                    meta.get("run_key", {}).get("quant_rule"))
+                                    meta.quant_rule)
         return pre.inverse(decoded)
 
     reconstruct.label = f"{name} run @ {label}"  # type: ignore[attr-defined]
