@@ -36,7 +36,7 @@ def main() -> None:
     ctc = load_ctc()
     rng = np.random.default_rng(0)
     feature = (rng.standard_t(4, (2, 4, 1611, 1536)) * 3).astype(np.float32)
-    pipe = Preprocessor.for_task(ctc, "dpt", "vtm", "frame10", feature.shape, feature.dtype)
+    pipe = Preprocessor.for_task(ctc, "dpt", "handcrafted", "frame10", feature.shape, feature.dtype)
 
     def bare() -> None:
         np.clip(feature, -20, 20).astype(np.uint16)

@@ -68,7 +68,7 @@ def main() -> None:
     for task in args.tasks.split(","):
         sample = dataset.samples(task, limit=1)[0]
         feature = dataset.load(sample)
-        frames[task] = Preprocessor.for_task(ctc, task, "vtm", "frame10", feature.shape, feature.dtype).forward(feature)
+        frames[task] = Preprocessor.for_task(ctc, task, "handcrafted", "frame10", feature.shape, feature.dtype).forward(feature)
     tools = vtm.find_tools()
     if isinstance(tools, str):
         reference_name, reference = "vvenc-slow", vvc.make_codec({"preset": "slow", "check_recon": "0"})

@@ -86,7 +86,7 @@ def preprocess(
     src: Annotated[Path, typer.Argument(help="Feature .npy")],
     dst: Annotated[Path, typer.Argument(help="Raw frame to write (.yuv)")],
     task: Annotated[str, typer.Option("--task", "-t")],
-    family: Annotated[str, typer.Option(help="vtm (10-bit uint16 LE) or hyperprior (float32 LE)")] = "vtm",
+    family: Annotated[str, typer.Option(help="handcrafted (10-bit uint16 LE) or learned (float32 LE)")] = "handcrafted",
     quant_rule: Annotated[Optional[str], typer.Option()] = None,
     ctc: CtcOpt = None,
 ) -> None:
@@ -104,7 +104,7 @@ def postprocess(
     dst: Annotated[Path, typer.Argument(help="Reconstructed feature .npy to write")],
     task: Annotated[str, typer.Option("--task", "-t")],
     like: Annotated[Path, typer.Option(help="The original feature .npy (gives shape and dtype)")],
-    family: Annotated[str, typer.Option()] = "vtm",
+    family: Annotated[str, typer.Option(help="handcrafted or learned, as for preprocess")] = "handcrafted",
     quant_rule: Annotated[Optional[str], typer.Option()] = None,
     ctc: CtcOpt = None,
 ) -> None:

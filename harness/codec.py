@@ -21,9 +21,6 @@ from harness.options import Option, check_options
 InputKind = Literal["frame10", "frame01", "feature"]
 INPUT_KINDS: tuple[str, ...] = ("frame10", "frame01", "feature")
 
-#: Input kinds the harness prepares for each codec family (ctc/ families).
-FAMILY_INPUT: dict[str, str] = {"vtm": "frame10", "hyperprior": "frame01"}
-
 #: The most samples a decoder should accept from a bitstream header: 2^26, over three times
 #: the largest CTC frame (dpt, 3222 x 6144). A header declaring more is corrupt or hostile.
 MAX_FRAME_SAMPLES = 1 << 26
@@ -80,16 +77,18 @@ class CodecSpec:
 
     Example (the zlib reference plugin)::
 
-        CodecSpec(name="zlib", version="1.0", family="vtm", input_kind="frame10",
+        CodecSpec(name="zlib", version="1.0", family="handcrafted", input_kind="frame10",
                   rate_parameter="shift", rate_points=(0, 1, 2, 3, 4),
                   factory=lambda options: ZlibCodec(),
                   description="zlib on the 10-bit frame")
 
-    - family: whose truncation ranges apply ("vtm" or "hyperprior"), None for
-      input_kind "feature" (the codec does its own pre-processing).
+    - family: whose pre-processing and truncation ranges apply, a family of the CTC
+      (`harness ctc`): "handcrafted" (the 10-bit frame VTM codes) or "learned" (the
+      [0, 1] frame); None for input_kind "feature" (the codec does its own). The
+      names of earlier CTC versions ("vtm", "hyperprior") still work, with a warning.
     - rate_points: ordered from the highest rate to the lowest. A tuple for all
       tasks, a mapping task -> tuple, or None to use the CTC's points of the
-      family (QPs for vtm, the task's λs for hyperprior).
+      family (QPs for handcrafted, the task's λs for learned).
     - availability([options]): returns None when the codec can run here, or a message
       saying what is missing and how to provide it (shown by `harness plugins`).
     - options: the options the factory accepts: name -> default (free-form string) or

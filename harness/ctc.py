@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import hashlib
+import warnings
 import json
 from importlib import resources
 from pathlib import Path
@@ -54,7 +55,7 @@ class TaskSpec:
     higher_is_better: bool
     truncation: dict[str, Truncation]
     lambdas: tuple[float, ...]
-    hyperprior: dict[str, Any]
+    training: dict[str, Any]  # the learned family's per-task table ([tasks.T] learned.*): λs and recipe
     source: str
     samples_paper: int = 0
     max_leading: int = 1
@@ -104,8 +105,23 @@ class CTC:
     anchors: tuple[str, ...] = PAPER_ANCHORS
     #: bits per feature point of the uncoded features (float32), where the "orig" point sits on curves
     original_bpfp: float = 32.0
-    #: [rate.<family>] parameter: what the family's rate points are ("qp")
+    #: [rate.<family>] parameter: what the family's rate points are ("qp", "lambda")
     rate_parameters: dict[str, str] = field(default_factory=dict)
+    #: [families.<family>] aliases: earlier names of a family, accepted with a warning
+    family_aliases: dict[str, str] = field(default_factory=dict)
+
+    def family(self, name: str) -> str:
+        """The family's name in this CTC: an alias (a name of an earlier CTC version) is mapped to it
+        with a FutureWarning (shown to users, unlike DeprecationWarning); an unknown name is an error."""
+        if name in self.families:
+            return name
+        if name in self.family_aliases:
+            current = self.family_aliases[name]
+            warnings.warn(f"codec family '{name}' is now '{current}' ({self.root / 'ctc.toml'} [families.{current}] "
+                          f"aliases); declare family=\"{current}\": the old name goes with the next CTC version",
+                          FutureWarning, stacklevel=3)
+            return current
+        raise CTCError(unknown_name("codec family", name, self.families))
 
     def task(self, name: str) -> TaskSpec:
         if name not in self.tasks:
@@ -113,10 +129,8 @@ class CTC:
         return self.tasks[name]
 
     def truncation(self, task: str, family: str) -> Truncation:
-        spec = self.task(task)
-        if family not in spec.truncation:
-            raise CTCError(unknown_name("codec family", family, self.families))
-        return spec.truncation[family]
+        """A family's truncation range for a task ("original": the data range the paper reports)."""
+        return self.task(task).truncation[family if family == "original" else self.family(family)]
 
     def family_fingerprint(self, family: str | None) -> str:
         """sha256 (12 hex) of every condition a codec of `family` is coded and scored under: per task the
@@ -132,22 +146,22 @@ class CTC:
                            "max_tokens": task.max_tokens, "max_leading": task.max_leading}
             if family is None:  # a codec of raw features: no truncation, its own rate points
                 continue
-            trunc = task.truncation[family]
+            trunc = self.truncation(name, family)
             tasks[name]["truncation"] = [list(trunc.lo), list(trunc.hi)]
             tasks[name]["rate_points"] = list(self.rate_points(name, family))
             if self.rate_parameter(family) == "lambda":  # a learned family: its training recipe too
-                tasks[name]["training"] = {k: v for k, v in task.hyperprior.items() if k != "source"}
-        conditions = {"family": family, "input": self.families.get(family or "", {}).get("input"),
+                tasks[name]["training"] = {k: v for k, v in task.training.items() if k != "source"}
+        # the conditions, not the family's name: a renamed family keeps its fingerprint (and its anchors)
+        conditions = {"input": self.families[self.family(family)]["input"] if family else None,
                       "bit_depth": self.bit_depth, "quant_rule": self.default_quant_rule, "tasks": tasks}
         return hashlib.sha256(json.dumps(conditions, sort_keys=True).encode()).hexdigest()[:12]
 
     def rate_parameter(self, family: str) -> str:
-        """What a family's rate points are: [rate.<family>] parameter, "lambda" for the task λs."""
-        if family in self.rate_parameters:
-            return self.rate_parameters[family]
-        if family == "hyperprior":
-            return "lambda"
-        raise CTCError(f"the CTC defines no rate points for family '{family}'")
+        """What a family's rate points are: its [rate.<family>] parameter ("qp", "lambda")."""
+        family = self.family(family)
+        if family not in self.rate_parameters:
+            raise CTCError(f"{self.root / 'ctc.toml'}: no [rate.{family}] table: the family has no rate points")
+        return self.rate_parameters[family]
 
     def rate_points(self, task: str, family: str) -> tuple[float, ...]:
         """The CTC's rate points of a family for a task (QPs or λs), the highest rate first.
@@ -155,11 +169,9 @@ class CTC:
         A larger λ weighs distortion more, so λs run from the largest down (the CTC
         lists them ascending); QPs are listed lowest (highest rate) first.
         """
-        if family == "vtm":
-            return self.task(task).qps or self.qps
-        if family == "hyperprior":
+        if self.rate_parameter(family) == "lambda":  # each task's own, in its learned table
             return tuple(sorted(self.task(task).lambdas, reverse=True))
-        raise CTCError(f"the CTC defines no rate points for family '{family}'")
+        return self.task(task).qps or self.qps
 
 
 def _require(table: dict, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -184,7 +196,7 @@ def _range_pairs(value: Any, where: str, layers: int) -> Truncation:
     return Truncation(tuple(float(p[0]) for p in pairs), tuple(float(p[1]) for p in pairs))
 
 
-def _check_hyperprior(hyper: dict, where: str) -> None:
+def _check_training(hyper: dict, where: str) -> None:
     """Each key of the right kind (unknown keys are refused by harness.ctc_schema, with the closest one)."""
     for key in ("batch", "epochs", "steps_per_epoch", "training_samples"):
         if key in hyper and (not isinstance(hyper[key], int) or isinstance(hyper[key], bool) or hyper[key] < 1):
@@ -224,11 +236,11 @@ def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
     # every codec family's range, plus "original": the data range the paper reports (Table 4)
     ranges = {name: _range_pairs(value, f"{where}.truncation.{name}", shape[1])
               for name, value in trunc.items() if name != "source"}
-    hyper = _require(t, "hyperprior", where, dict)
-    lambdas = tuple(float(v) for v in _require(hyper, "lambdas", f"{where}.hyperprior", list))
+    learned = _require(t, "learned", where, dict)
+    lambdas = tuple(float(v) for v in _require(learned, "lambdas", f"{where}.learned", list))
     if len(lambdas) == 0 or any(v <= 0 for v in lambdas):
-        raise CTCError(f"{where}.hyperprior: 'lambdas' must be positive numbers")
-    _check_hyperprior(hyper, f"{where}.hyperprior")
+        raise CTCError(f"{where}.learned: 'lambdas' must be positive numbers")
+    _check_training(learned, f"{where}.learned")
     return TaskSpec(
         name=name,
         title=_require(t, "title", where, str),
@@ -245,7 +257,7 @@ def _parse_task(name: str, t: dict, file: str, families: list[str]) -> TaskSpec:
         higher_is_better=_require(t, "higher_is_better", where, bool),
         truncation=ranges,
         lambdas=lambdas,
-        hyperprior=dict(hyper),
+        training=dict(learned),
         source=_require(t, "source", where, str),
         samples_paper=int(t.get("samples_paper", 0)),
         max_leading=int(t.get("max_leading", 1 if shape[0] != -1 else 3)),
@@ -304,8 +316,16 @@ def load_ctc(root: str | Path | None = None) -> CTC:
         raise CTCError(f"{meta_file} [quantization]: default_rule {default_rule!r} not in rules {rules}")
     families = _require(meta, "families", str(meta_file), dict)
     rate = _require(meta, "rate", str(meta_file), dict)
-    vtm_rate = _require(rate, "vtm", f"{meta_file} [rate]", dict)
-    qps = tuple(float(q) for q in _require(vtm_rate, "points", f"{meta_file} [rate.vtm]", list))
+    aliases = _family_aliases(families, meta_file)
+    # the common points of the families that have them (QPs); a family without takes each task's λs
+    common = [(f, t["points"]) for f, t in rate.items() if isinstance(t, dict) and "points" in t]
+    if len(common) != 1:
+        raise CTCError(f"{meta_file}: exactly one [rate.<family>] table must list 'points' (the common QPs), "
+                       f"found {len(common)}")
+    qps = tuple(float(q) for q in _require(rate[common[0][0]], "points", f"{meta_file} [rate.{common[0][0]}]", list))
+    for family in rate:
+        if family not in families:
+            raise CTCError(f"{meta_file} [rate.{family}]: {unknown_name('codec family', family, families)}")
     task_tables = _require(tasks, "tasks", str(tasks_file), dict)
     anchor_table = meta.get("anchors", {"names": list(PAPER_ANCHORS)})
     anchors = tuple(_require(anchor_table, "names", f"{meta_file} [anchors]", list))
@@ -328,7 +348,22 @@ def load_ctc(root: str | Path | None = None) -> CTC:
         original_bpfp=float(original_bpfp),
         rate_parameters={family: _require(table, "parameter", f"{meta_file} [rate.{family}]", str)
                          for family, table in rate.items()},
+        family_aliases=aliases,
     )
+
+
+def _family_aliases(families: dict, meta_file: Path) -> dict[str, str]:
+    """old name -> family, from each [families.<name>] aliases list; an alias may not be a family."""
+    aliases: dict[str, str] = {}
+    for family, table in families.items():
+        names = table.get("aliases", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CTCError(f"{meta_file} [families.{family}]: 'aliases' must be a list of names, got {names!r}")
+        for name in names:
+            if name in families or name in aliases:
+                raise CTCError(f"{meta_file} [families.{family}]: alias '{name}' is already a family or an alias")
+            aliases[name] = family
+    return aliases
 
 
 def layer_bounds(trunc: Truncation, ndim: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -21,16 +21,17 @@ CTC_FILE: dict[str, Any] = {
     "ctc": {"name", "version", "title", "source"},
     "quantization": {"source", "bit_depth", "default_rule", "rules"},
     "rate": {"*": {"source", "parameter", "points"}},
-    "families": {"*": {"source", "input", "pad_multiple"}},
+    "families": {"*": {"source", "input", "pad_multiple", "aliases"}},
     "bpfp": {"source", "original_bpfp"},
     "anchors": {"source", "names"},
 }
 
 TASK_KEYS = {"title", "source", "model", "model_dir", "split_point", "shape", "dtype", "packing",
              "sample_lists", "sample_list_format", "metric", "metric_unit", "higher_is_better",
-             "samples_paper", "max_leading", "max_tokens", "qps", "truncation", "hyperprior"}
-# the learned family's training recipe (harness.training reads these; a codec's trainer gets them)
-HYPERPRIOR_KEYS = {"source", "lambdas", "crop", "batch", "epochs", "training_samples", "steps_per_epoch", "lr",
+             "samples_paper", "max_leading", "max_tokens", "qps", "truncation", "learned"}
+# the learned family's per-task table: its λs and training recipe (harness.training reads the recipe;
+# a codec's trainer gets it)
+LEARNED_KEYS = {"source", "lambdas", "crop", "batch", "epochs", "training_samples", "steps_per_epoch", "lr",
                    "network", "input_gain", "input_center"}
 
 
@@ -61,5 +62,5 @@ def check_task_keys(task: Mapping[str, Any], families: Iterable[str], where: str
     check_keys(task, TASK_KEYS, where)
     if isinstance(task.get("truncation"), Mapping):
         check_keys(task["truncation"], {"source", "original", *families}, f"{where}.truncation")
-    if isinstance(task.get("hyperprior"), Mapping):
-        check_keys(task["hyperprior"], HYPERPRIOR_KEYS, f"{where}.hyperprior")
+    if isinstance(task.get("learned"), Mapping):
+        check_keys(task["learned"], LEARNED_KEYS, f"{where}.learned")

@@ -271,7 +271,9 @@ def run_description(meta: dict, conditions: CTC | None = None) -> str:
     codec, dataset, ctc = meta["codec"], meta["dataset"], meta["ctc"]
     family = codec.get("family")
     fingerprint = ""
-    if conditions is not None and (family is None or family in conditions.families):
+    if conditions is not None and (family is None or family in conditions.families
+                                   or family in conditions.family_aliases):  # a run of an earlier CTC version
+        family = conditions.family(family) if family else None
         fingerprint = f"; {family or 'feature'} family conditions {conditions.family_fingerprint(family)}"
     tools = ", ".join(f"{k} {v.split(' Copyright')[0].rstrip(':')}"  # version banners: the first words
                       for k, v in sorted(codec.get("tools", {}).items())

@@ -43,7 +43,7 @@ def harness_codecs() -> list[CodecSpec]:
 
         @hookimpl
         def harness_codecs():
-            return [CodecSpec(name="mycodec", version="0.1", family="vtm",
+            return [CodecSpec(name="mycodec", version="0.1", family="handcrafted",
                               input_kind="frame10", factory=MyCodec)]
     """
 

@@ -1,7 +1,7 @@
 """Pre- and post-processing exactly as the CTC defines them (ctc/, CTC.md).
 
-Handcrafted family ("vtm"): truncate -> quantize to 10 bit -> pack to one 2-D
-uint16 frame; inverse: unpack -> de-quantize. Learned family ("hyperprior"):
+Handcrafted family: truncate -> quantize to 10 bit -> pack to one 2-D
+uint16 frame; inverse: unpack -> de-quantize. Learned family:
 truncate -> normalize to [0, 1] (float32) -> pack; inverse: unpack -> clamp to
 [0, 1] -> de-normalize.
 
@@ -174,7 +174,8 @@ class Preprocessor:
         """The pipeline of `task` with the truncation ranges of `family`, producing `kind`."""
         if kind not in ("frame10", "frame01"):
             raise HarnessError(f"no CTC pre-processing produces input kind '{kind}'")
-        wanted = ctc.families.get(family, {}).get("input")
+        family = ctc.family(family)
+        wanted = ctc.families[family].get("input")
         if wanted and wanted != kind:  # a family's ranges are meant for one kind of codec input
             raise HarnessError(f"codec family '{family}' codes {wanted} frames in CTC {ctc.name} "
                                f"({ctc.root / 'ctc.toml'} [families.{family}]), not {kind}")

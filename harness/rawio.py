@@ -1,8 +1,8 @@
 """`harness preprocess` / `postprocess`: drive an outside codec with the CTC pipeline.
 
 preprocess writes the packed frame as raw planar samples: uint16 little-endian
-for the vtm family (10-bit YUV 4:0:0, what VTM reads), float32 little-endian for
-the hyperprior family; postprocess reads the decoded frame back and inverts it.
+for the handcrafted family (10-bit YUV 4:0:0, what VTM reads), float32 little-endian
+for the learned family; postprocess reads the decoded frame back and inverts it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.codec import FAMILY_INPUT
 from harness.ctc import CTC
 from harness.dataset import load_feature
-from harness.errors import HarnessError, unknown_name
+from harness.errors import HarnessError
 from harness.npyio import atomic_save_npy, atomic_write_bytes
 from harness.processing import Preprocessor
 
@@ -22,9 +21,8 @@ RAW_DTYPES = {"frame10": np.dtype("<u2"), "frame01": np.dtype("<f4")}
 
 
 def _pipeline(ctc: CTC, task: str, family: str, like: np.ndarray, rule: str | None) -> Preprocessor:
-    if family not in FAMILY_INPUT:
-        raise HarnessError(unknown_name("family", family, FAMILY_INPUT))
-    return Preprocessor.for_task(ctc, task, family, FAMILY_INPUT[family], like.shape, like.dtype, rule)
+    family = ctc.family(family)  # the CTC's families and their inputs; an unknown name is an error
+    return Preprocessor.for_task(ctc, task, family, ctc.families[family]["input"], like.shape, like.dtype, rule)
 
 
 def preprocess_file(ctc: CTC, task: str, family: str, src: Path, dst: Path, rule: str | None = None) -> tuple[int, int]:

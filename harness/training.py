@@ -51,15 +51,15 @@ class FeatureFrames(Sequence):
         return frame
 
 
-def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object]) -> dict:
+def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object], family: str | None = "learned") -> dict:
     """The CTC's training table for the task, then the user's overrides.
 
-    From the task's `hyperprior` table: crop, batch, epochs, and when given steps_per_epoch (default: one
+    From the task's `learned` table (the learned family's): crop, batch, epochs, and when given steps_per_epoch (default: one
     pass over the training features), lr (default 1e-4, the official recipe's), network ([N, M],
     default: the codec's own), input_gain and input_center (the network's input normalization, default
     none). Overrides (`harness train` options and -o KEY=VALUE) win.
     """
-    table = ctc.task(task).hyperprior
+    table = ctc.task(task).training
     settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"],
                 "lr": table.get("lr", 1e-4), "val_split": 0.1, "source": table.get("source", ""),
                 "packing": ctc.task(task).packing}
@@ -67,11 +67,12 @@ def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object]) -> d
         if key in table:
             settings[key] = table[key]
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    # the learned family's frames are padded to this multiple; a crop that is not one would be padded too
-    multiple = int(ctc.families.get("hyperprior", {}).get("pad_multiple", 1))
+    # the family's frames are padded to this multiple; a crop that is not one would be padded too
+    family = ctc.family(family) if family else None
+    multiple = int(ctc.families[family].get("pad_multiple", 1)) if family else 1
     if any(int(side) % multiple for side in settings["crop"]):
         raise HarnessError(f"training crop {settings['crop']} for '{task}' is not a multiple of the CTC's "
-                           f"pad_multiple {multiple} ({ctc.root / 'ctc.toml'} [families.hyperprior])")
+                           f"pad_multiple {multiple} ({ctc.root / 'ctc.toml'} [families.{family}])")
     settings["pad_multiple"] = multiple
     return settings
 
@@ -81,13 +82,13 @@ def train_codec(spec: CodecSpec, ctc: CTC, task: str, rate_point: float, feature
     """Train one model; writes a loss curve and a JSON of the history beside the checkpoint."""
     if spec.trainer is None:
         raise HarnessError(f"codec '{spec.name}' has no trainer")
-    settings = training_settings(ctc, task, overrides)
+    settings = training_settings(ctc, task, overrides, spec.family)
     frames = FeatureFrames(features, ctc, task, spec)
     recipe = ("" if spec.input_kind == "feature"
               else f": crop {settings['crop']}, batch {settings['batch']}, epochs {settings['epochs']}")
     log(f"training {spec.name} for {task}, {spec.rate_parameter} {rate_point:g}, on {len(frames)} features "
         f"from {features}{recipe}")
-    recipe_samples = ctc.task(task).hyperprior.get("training_samples")
+    recipe_samples = ctc.task(task).training.get("training_samples")
     if recipe_samples and recipe_samples != len(frames):  # results are not the CTC's recipe: say so
         log(f"note: the CTC's recipe trains on {recipe_samples} features; this training set has {len(frames)}")
     outcome = spec.trainer(frames, rate_point, out_dir, settings, log)

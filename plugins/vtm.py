@@ -252,7 +252,7 @@ def provenance(options: Mapping[str, str]) -> dict[str, str]:
 @hookimpl
 def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
-        name="vtm", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
+        name="vtm", version=VERSION, family="handcrafted", input_kind="frame10", factory=make_codec,
         rate_parameter="qp", rate_points=None, external_tools=("EncoderApp", "DecoderApp"),
         options=OPTIONS,
         availability=availability, provenance=provenance,

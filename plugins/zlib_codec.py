@@ -96,7 +96,7 @@ OPTIONS = {"level": Option("9", "int", minimum=0, maximum=9, help="zlib compress
 @hookimpl
 def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
-        name="zlib", version=VERSION, family="vtm", input_kind="frame10", factory=make_codec,
+        name="zlib", version=VERSION, family="handcrafted", input_kind="frame10", factory=make_codec,
         rate_parameter="shift", rate_points=(0, 1, 2, 3, 4), options=OPTIONS,
         description="reference plugin: zlib on the 10-bit frame, k LSBs dropped (k = 0 lossless)",
     )]

@@ -317,7 +317,7 @@ def test_demo_tables(demo_run, demo):
     assert float(by["cls", "all"]["excess_kurtosis"]) > 100  # outlier channels
     assert abs(float(by["tti", "all"]["excess_kurtosis"])) < 1  # smooth gaussian-like latent
     # tti is not truncated: both quantisations coincide
-    assert by["tti", "all"]["iv_original"] == by["tti", "all"]["iv_vtm"]
+    assert by["tti", "all"]["iv_original"] == by["tti", "all"]["iv_handcrafted"]
     # a direct check of one number: cls max over the dataset
     direct = max(float(demo.load(s).max()) for s in demo.samples("cls"))
     assert float(by["cls", "all"]["max"]) == pytest.approx(direct, rel=1e-6)
@@ -361,10 +361,10 @@ def test_scaled_ctc_changes_only_one_range(tmp_path):
     from harness.ctc import load_ctc
 
     ctc = load_ctc()
-    copy = load_ctc(scaled_ctc(ctc, "dpt", "vtm", 2.0, tmp_path / "ctc"))
-    assert copy.truncation("dpt", "vtm").lo == (-2.0, -4.0, -20.0, -40.0)
-    assert copy.truncation("dpt", "hyperprior") == ctc.truncation("dpt", "hyperprior")
-    assert copy.truncation("cls", "vtm") == ctc.truncation("cls", "vtm")
+    copy = load_ctc(scaled_ctc(ctc, "dpt", "handcrafted", 2.0, tmp_path / "ctc"))
+    assert copy.truncation("dpt", "handcrafted").lo == (-2.0, -4.0, -20.0, -40.0)
+    assert copy.truncation("dpt", "learned") == ctc.truncation("dpt", "learned")
+    assert copy.truncation("cls", "handcrafted") == ctc.truncation("cls", "handcrafted")
     assert copy.sha256 != ctc.sha256
 
 
@@ -386,9 +386,9 @@ def test_truncation_study_command(tmp_path, capsys):
 
 def test_rate_points_run_from_the_highest_rate_for_both_families(ctc):
     """λ weighs distortion: the largest λ is the highest rate, as the lowest QP is."""
-    assert ctc.rate_points("cls", "hyperprior") == (0.01, 0.0035, 0.003, 0.0017, 0.001)
-    assert ctc.rate_points("csr", "hyperprior")[0] == 10.0
-    assert ctc.rate_points("cls", "vtm") == (22, 27, 32, 37, 42)
+    assert ctc.rate_points("cls", "learned") == (0.01, 0.0035, 0.003, 0.0017, 0.001)
+    assert ctc.rate_points("csr", "learned")[0] == 10.0
+    assert ctc.rate_points("cls", "handcrafted") == (22, 27, 32, 37, 42)
 
 
 def test_generalization_rate_index_0_is_the_highest_rate(tmp_path, monkeypatch):

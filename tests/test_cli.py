@@ -28,7 +28,7 @@ def run_cli(capsys, *args):
 def test_plugins_lists_codec_with_version_input_rates_and_source(capsys):
     code, out, _ = run_cli(capsys, "plugins")
     assert code == 0
-    assert "zlib 1.0  family=vtm input=frame10 shift: 0, 1, 2, 3, 4" in out
+    assert "zlib 1.0  family=handcrafted input=frame10 shift: 0, 1, 2, 3, 4" in out
     assert "from fcm-harness" in out and "demo v3" in out
 
 

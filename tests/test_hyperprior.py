@@ -208,7 +208,7 @@ def test_plugin_spec_and_harness_conformance(run):
 
     (spec,) = plugin.harness_codecs()
     assert (spec.name, spec.family, spec.input_kind, spec.rate_parameter) == (
-        "hyperprior", "hyperprior", "frame01", "lambda")
+        "hyperprior", "learned", "frame01", "lambda")
     assert spec.missing() is None
     with pytest.raises(CodecError, match="unknown option 'nope'"):
         spec.open({"nope": "1"})

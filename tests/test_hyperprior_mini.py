@@ -44,7 +44,7 @@ def centred(shape, seed, std=0.05):
 def test_the_mini_ctc_training_keys_are_read():
     ctc = load_ctc("mini")
     for task in ("sal", "lm"):
-        table = ctc.task(task).hyperprior
+        table = ctc.task(task).training
         settings = training_settings(ctc, task, {})
         for key in ("steps_per_epoch", "lr", "network", "input_gain", "input_center", "crop", "batch", "epochs"):
             assert key in table, key
@@ -61,11 +61,11 @@ def test_paper_ctc_keeps_the_official_recipe():
 
 
 @pytest.mark.parametrize("old,new,message", [
-    ("hyperprior.batch = ", "hyperprior.bacth = 1\nhyperprior.batch = ", "unknown key.*bacth"),
-    ("hyperprior.batch = ", "hyperprior.steps_per_epoch = 0\nhyperprior.batch = ", "steps_per_epoch.*positive"),
-    ("hyperprior.batch = ", "hyperprior.network = [64]\nhyperprior.batch = ", "network.*two positive"),
-    ("hyperprior.batch = ", "hyperprior.input_gain = -2.0\nhyperprior.batch = ", "input_gain.*positive"),
-    ("hyperprior.batch = ", "hyperprior.lr = \"fast\"\nhyperprior.batch = ", "lr.*positive"),
+    ("learned.batch = ", "learned.bacth = 1\nlearned.batch = ", "unknown key.*bacth"),
+    ("learned.batch = ", "learned.steps_per_epoch = 0\nlearned.batch = ", "steps_per_epoch.*positive"),
+    ("learned.batch = ", "learned.network = [64]\nlearned.batch = ", "network.*two positive"),
+    ("learned.batch = ", "learned.input_gain = -2.0\nlearned.batch = ", "input_gain.*positive"),
+    ("learned.batch = ", "learned.lr = \"fast\"\nlearned.batch = ", "lr.*positive"),
 ])
 def test_bad_or_unknown_hyperprior_keys_are_refused(tmp_path, old, new, message):
     # replace the first task's (sal) keys; drop any existing same key so TOML stays valid
@@ -73,7 +73,7 @@ def test_bad_or_unknown_hyperprior_keys_are_refused(tmp_path, old, new, message)
     shutil.copytree(builtin_ctc_dir("mini"), root)
     key = new.split(" =")[0]
     lines = [line for line in (root / "tasks.toml").read_text().splitlines()
-             if not (line.startswith(key + " =") and key != "hyperprior.batch")]
+             if not (line.startswith(key + " =") and key != "learned.batch")]
     text = "\n".join(lines) + "\n"
     (root / "tasks.toml").write_text(text.replace(old, new, 1))
     with pytest.raises(CTCError, match=message):

@@ -27,8 +27,8 @@ def test_mini_shapes_packing_and_own_qps():
     mini = load_ctc("mini")
     assert mini.task("sal").shape == (1, 1, 257, 384) and mini.task("sal").packing == "dinov2"
     assert mini.task("lm").shape == (1, 1, -1, 576) and mini.task("lm").packing == "llama3"
-    assert mini.rate_points("lm", "vtm") == (2, 7, 12, 17, 22)
-    assert mini.rate_points("sal", "vtm") == (22, 27, 32, 37, 42)  # the CTC's common QPs
+    assert mini.rate_points("lm", "handcrafted") == (2, 7, 12, 17, 22)
+    assert mini.rate_points("sal", "handcrafted") == (22, 27, 32, 37, 42)  # the CTC's common QPs
 
 
 def test_the_ctc_of_a_run_is_found_by_hash_and_a_wrong_override_refused(tmp_path):
@@ -103,8 +103,8 @@ def test_the_shipped_vtm_sheet_of_the_mini_ctc_compares_with_mini_vvc(capsys):
     vtm = load_anchor("mini-vtm")
     ctc = load_ctc("mini")
     assert "VTM Encoder Version 23.3" in vtm.source and "cf3cd016e2618490f58ab04e2eb167d38410b659" in vtm.source
-    # coded under an earlier version of the mini CTC whose vtm-family conditions are the current ones
-    assert f"vtm family conditions {ctc.family_fingerprint('vtm')}" in vtm.source
+    # coded under an earlier version of the mini CTC whose handcrafted-family conditions are the current ones
+    assert f"handcrafted family conditions {ctc.family_fingerprint('handcrafted')}" in vtm.source
     assert len(vtm.task("sal")) == len(vtm.task("lm")) == 5
     assert main(["compare", "mini-vtm", "mini-vvc", "--format", "json"]) == 0
     table = _json.loads(capsys.readouterr().out)

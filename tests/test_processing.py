@@ -37,7 +37,7 @@ def test_unbiased_rule_rounds_and_is_not_default(ctc):
 
 
 def test_per_layer_ranges_dpt(ctc):
-    trunc = ctc.truncation("dpt", "vtm")
+    trunc = ctc.truncation("dpt", "handcrafted")
     assert trunc.lo == (-1.0, -2.0, -10.0, -20.0)
     q = Quantizer(trunc, 10)
     # value 0.5 in every layer: floor((0.5 - lo) * 1023 / (hi - lo))
@@ -49,7 +49,7 @@ def test_per_layer_ranges_dpt(ctc):
 
 
 def test_tti_arithmetic_is_float16(ctc):
-    trunc = ctc.truncation("tti", "vtm")
+    trunc = ctc.truncation("tti", "handcrafted")
     x = np.array([-5.79, 0.0, 1.2345, 4.46], np.float16).reshape(1, 1, 1, 4)
     out = np.empty(x.shape, np.uint16)
     Quantizer(trunc, 10).quantize_into(x, out)
@@ -106,7 +106,7 @@ def test_frame_sizes_match_the_ctc(ctc, task, shape, frame):
 
 
 @pytest.mark.parametrize("task", ["cls", "seg", "dpt", "csr", "tti"])
-@pytest.mark.parametrize("family,kind", [("vtm", "frame10"), ("hyperprior", "frame01")])
+@pytest.mark.parametrize("family,kind", [("handcrafted", "frame10"), ("learned", "frame01")])
 def test_pipeline_round_trip_within_half_step(ctc, task, family, kind):
     spec = ctc.task(task)
     shape = {"cls": (1, 1, 9, 16), "seg": (2, 1, 5, 16), "dpt": (2, 4, 5, 8), "csr": (1, 1, 7, 32),
@@ -199,7 +199,7 @@ def _boundary_values(lo: float, hi: float, count: int, rng: np.random.Generator)
 @pytest.mark.parametrize("task", ["cls", "seg", "dpt", "csr", "tti"])
 def test_hyperprior_normalization_is_bit_exact_to_the_official_code(ctc, task):
     spec = ctc.task(task)
-    trunc = ctc.truncation(task, "hyperprior")
+    trunc = ctc.truncation(task, "learned")
     shape = {"cls": (1, 1, 64, 32), "seg": (2, 1, 32, 32), "dpt": (2, 4, 16, 32), "csr": (1, 1, 64, 32),
              "tti": (1, 16, 16, 8)}[task]
     rng = np.random.default_rng(7)
@@ -211,7 +211,7 @@ def test_hyperprior_normalization_is_bit_exact_to_the_official_code(ctc, task):
     else:
         feature = per_layer[0].reshape(shape)
     feature = feature.astype(spec.dtype)  # tti stores float16; the learned path works in float32
-    pipe = Preprocessor.for_task(ctc, task, "hyperprior", "frame01", shape, spec.dtype)
+    pipe = Preprocessor.for_task(ctc, task, "learned", "frame01", shape, spec.dtype)
     frame = pipe.forward(feature)
     expected = pack(_official_normalize(feature, trunc), spec.packing)
     assert frame.dtype == np.float32 and np.array_equal(frame.view(np.uint32), expected.view(np.uint32))

@@ -72,7 +72,7 @@ def codec_reconstructor(ctc: CTC, codec_name: str, rate_point: float, options: d
 
 
 
-QUANT_RANGES = ("original", "vtm")
+QUANT_RANGES = ("original", "handcrafted")
 
 #: Supplement Table 3 (10 random samples per task): max, min, mean, IV, GM ("GM scaled by 1e5"
 #: in the caption; how is not said, so GM is not comparable in absolute terms).
@@ -109,7 +109,7 @@ class TaskAnalysis:
 def _task_layout(ctc: CTC, task: str) -> tuple[int, int | None, int, int]:
     """(layers, layer_axis, channel_axis, skip_first) of a task."""
     spec = ctc.task(task)
-    per_layer = original_range(ctc, task).per_layer or ctc.truncation(task, "vtm").per_layer
+    per_layer = original_range(ctc, task).per_layer or ctc.truncation(task, "handcrafted").per_layer
     layers = spec.shape[1] if per_layer else 1
     channel_axis = 1 if spec.packing == "sd3" else -1
     skip = 1 if spec.packing in ("dinov2", "llama3") else 0  # cls token / BOS token
@@ -261,7 +261,7 @@ td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}
 <h1>Feature analysis: {{ dataset }}</h1>
 <p class="note">Supplement §3 statistics. IV = population variance of 10-bit codes; GM = mean over interior pixels
 of sqrt(gx²+gy²), 3x3 Sobel ([1,2,1]⊗[-1,0,1], unnormalised), per (H, W) plane, codes from the CTC floor quantiser
-with the task's original range (<code>_original</code>) or its VTM truncation range (<code>_vtm</code>).
+with the task's original range (<code>_original</code>) or its handcrafted-family (VTM) truncation range (<code>_handcrafted</code>).
 DCT: orthonormal 2-D DCT-II of 16x16 blocks of raw feature values. Token correlation skips the first token
 (cls/BOS) for DINOv2 and Llama. <code>paper_*</code>: supplement Table 3 (its GM, "scaled by 1e5", is left out:
 its scaling is not defined). {{ seconds }} s in all.{% if reconstruction %} Reconstructed: {{ reconstruction }}.{% endif %}</p>
@@ -280,7 +280,7 @@ its scaling is not defined). {{ seconds }} s in all.{% if reconstruction %} Reco
 </body></html>
 """
 
-COLUMNS = ["layer", "max", "min", "mean", "std", "excess_kurtosis", "iv_original", "gm_original", "iv_vtm", "gm_vtm",
+COLUMNS = ["layer", "max", "min", "mean", "std", "excess_kurtosis", "iv_original", "gm_original", "iv_handcrafted", "gm_handcrafted",
            "dct_dc_energy", "dct_low4_energy", "tok_row_corr", "tok_lag1_autocorr",
            "below_original_range", "above_original_range", "paper_max", "paper_min", "paper_mean", "paper_iv"]
 

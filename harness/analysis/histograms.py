@@ -49,7 +49,7 @@ def histogram_cdf(counts: np.ndarray) -> np.ndarray:
 
 
 def histogram_edges(ctc: CTC, task: str, bins: int = 400, margin: float = 0.02,
-                    family: str = "vtm", zoom: float = 0.25) -> list[dict[str, Any]]:
+                    family: str = "handcrafted", zoom: float = 0.25) -> list[dict[str, Any]]:
     """Per layer: wide edges over the CTC's original range (+margin) and zoom edges around
     the family's truncation range (+zoom of its span), with both ranges."""
     original = original_range(ctc, task)

@@ -117,7 +117,7 @@ def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> d
 @hookimpl
 def harness_codecs() -> list[CodecSpec]:
     return [CodecSpec(
-        name="hyperprior", version=VERSION, family="hyperprior", input_kind="frame01", factory=make_codec,
+        name="hyperprior", version=VERSION, family="learned", input_kind="frame01", factory=make_codec,
         rate_parameter="lambda", rate_points=None, options=OPTIONS, availability=availability, trainer=train,
         model_files=model_files,
         description="CompressAI ScaleHyperprior (1 channel; N=128, M=192 unless the CTC's network says), "

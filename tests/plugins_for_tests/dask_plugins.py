@@ -31,7 +31,7 @@ class Killer(ZlibCodec):
 
 
 def _spec(name, factory):
-    return CodecSpec(name=name, version="1.0", family="vtm", input_kind="frame10", factory=factory,
+    return CodecSpec(name=name, version="1.0", family="handcrafted", input_kind="frame10", factory=factory,
                      rate_parameter="shift", rate_points=(0, 1, 2, 3, 4), options={"level": "9"})
 
 

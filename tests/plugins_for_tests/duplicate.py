@@ -5,4 +5,4 @@ from harness import CodecSpec, hookimpl
 
 @hookimpl
 def harness_codecs():
-    return [CodecSpec(name="zlib", version="9", family="vtm", input_kind="frame10", factory=lambda o: None)]
+    return [CodecSpec(name="zlib", version="9", family="handcrafted", input_kind="frame10", factory=lambda o: None)]

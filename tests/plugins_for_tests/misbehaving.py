@@ -55,14 +55,14 @@ class SelfCheckFails:
 @hookimpl
 def harness_codecs():
     return [
-        CodecSpec(name="garbage", version="0", family="vtm", input_kind="frame10", factory=lambda o: Garbage(),
+        CodecSpec(name="garbage", version="0", family="handcrafted", input_kind="frame10", factory=lambda o: Garbage(),
                   rate_points=(1,)),
-        CodecSpec(name="crashes", version="0", family="vtm", input_kind="frame10", factory=lambda o: Crashes(),
+        CodecSpec(name="crashes", version="0", family="handcrafted", input_kind="frame10", factory=lambda o: Crashes(),
                   rate_points=(1,)),
         CodecSpec(name="nanfloat", version="0", family=None, input_kind="feature", factory=lambda o: NaNFloat(),
                   rate_points=(1,)),
         _int32_spec(),
-        CodecSpec(name="selfcheck", version="0", family="vtm", input_kind="frame10",
+        CodecSpec(name="selfcheck", version="0", family="handcrafted", input_kind="frame10",
                   factory=lambda o: SelfCheckFails(), rate_points=(1,)),
     ]
 
@@ -79,5 +79,5 @@ class Int32Frames:
 
 
 def _int32_spec():
-    return CodecSpec(name="int32frames", version="0", family="vtm", input_kind="frame10",
+    return CodecSpec(name="int32frames", version="0", family="handcrafted", input_kind="frame10",
                      factory=lambda o: Int32Frames(), rate_points=(1,))

@@ -5,4 +5,4 @@ from harness import CodecSpec, hookimpl
 
 @hookimpl
 def harness_codec():
-    return [CodecSpec(name="spelled", version="0.1", family="vtm", input_kind="frame10", factory=dict)]
+    return [CodecSpec(name="spelled", version="0.1", family="handcrafted", input_kind="frame10", factory=dict)]

@@ -21,5 +21,5 @@ def make_codec(options):
 
 @hookimpl
 def harness_codecs():
-    return [CodecSpec(name="slowzlib", version="1.0", family="vtm", input_kind="frame10", factory=make_codec,
+    return [CodecSpec(name="slowzlib", version="1.0", family="handcrafted", input_kind="frame10", factory=make_codec,
                       rate_parameter="shift", rate_points=(0, 1, 2, 3, 4))]

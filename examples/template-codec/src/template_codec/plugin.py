@@ -11,7 +11,7 @@ SPEC = CodecSpec(
     version="0.1",
     # the learned family: the harness hands the codec a float32 [0, 1] frame (truncated and
     # normalized under the CTC); "handcrafted" would hand it the 10-bit frame VTM codes
-    family="hyperprior",
+    family="learned",
     input_kind="frame01",
     factory=make_codec,
     # its own rate points, from the highest rate to the lowest (None: the CTC's λs per task)
