@@ -61,7 +61,7 @@ def test_runs_compare_on_mse_and_promote(tmp_path, data_root, capsys):
         load_run_curve(a.run_dir, ctc, on="metric")
     path = promote_run(a.run_dir, "zlib-reference", ctc, tmp_path / "anchors")
     source = pd.read_csv(path).source.iloc[0]
-    assert source.startswith("harness run --codec zlib (version") and "under CTC fcm-lm-paper 1.0" in source
+    assert source.startswith("harness run --codec zlib (version") and f"under CTC fcm-lm-paper {ctc.version}" in source
     assert str(tmp_path) not in source  # anchor sheets get shared: no paths of this machine
     import os
     os.environ["FCM_HARNESS_ANCHORS"] = str(tmp_path / "anchors")

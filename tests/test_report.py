@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
+from harness.ctc import load_ctc
 from harness.report import accuracy_drop, r_squared
 from harness.runner import RunRequest, execute
 
@@ -36,7 +37,7 @@ def test_report_on_a_demo_run(tmp_path, capsys):
     parser.feed(html)
     assert parser.refs and all((report / ref).exists() and (report / ref).stat().st_size > 0 for ref in parser.refs)
     assert "synthetic demo features" in html and "pchip" in html and "policy 'nan'" in html
-    assert "fcm-lm-paper 1.0" in html and "paper Table 3" in html
+    assert f"fcm-lm-paper {load_ctc().version}" in html and "paper Table 3" in html
     assert (report / "figures" / "cls-rd.svg").exists()
     assert {"summary", "cls", "tti"} <= set(xlsx_sheet_names(report / "report.xlsx"))
     bd = pd.read_csv(report / "bd.csv")
