@@ -121,13 +121,12 @@ def ctc_counts_model_bytes(ctc: CTC) -> bool:
     return bool(table.get("bpfp", {}).get("count_model_bytes", False))
 
 
-def model_file_entries(meta: dict, records: list[ResultRecord]) -> list[dict[str, Any]]:
+def model_file_entries(run: RunMeta, records: list[ResultRecord]) -> list[dict[str, Any]]:
     """Every file the installed codec's decoder needs, per (task, rate point), with size and sha256;
     checked against the fingerprints the run recorded (a retrained model since the run is refused)."""
     from harness.feature_hashes import file_sha256
     from harness.registry import default_registry
 
-    run = RunMeta.from_dict(meta, Path("run.json"))
     spec = default_registry().codec(run.codec).spec
     if spec.model_files is None:
         return []
@@ -149,11 +148,10 @@ def model_file_entries(meta: dict, records: list[ResultRecord]) -> list[dict[str
     return sorted(entries.values(), key=lambda e: (e["name"], e["sha256"]))
 
 
-def plugin_entry(meta: dict) -> dict[str, Any]:
+def plugin_entry(run: RunMeta) -> dict[str, Any]:
     """The codec plugin as installed here (it must be the version the run was coded with)."""
     from harness.registry import default_registry
 
-    run = RunMeta.from_dict(meta, Path("run.json"))
     name = run.codec
     registered = default_registry().codec(name)
     if registered.spec.version != run.codec_version:
@@ -236,8 +234,9 @@ def bundle_run_json(meta: dict) -> dict:
     return clean
 
 
-def build_manifest(meta: dict, ctc: CTC, records: list[ResultRecord], totals: dict[str, Any],
+def build_manifest(run: RunMeta, ctc: CTC, records: list[ResultRecord], totals: dict[str, Any],
                    submitter: dict[str, str], has_metrics: bool) -> dict[str, Any]:
+    meta = run.raw
     codec, dataset, key = meta["codec"], meta["dataset"], meta.get("run_key", {})
     return {
         "schema": BUNDLE_SCHEMA,
@@ -251,8 +250,8 @@ def build_manifest(meta: dict, ctc: CTC, records: list[ResultRecord], totals: di
         "codec": {"name": codec["name"], "version": codec.get("version"), "family": codec.get("family"),
                   "input_kind": codec.get("input_kind"), "rate_parameter": codec.get("rate_parameter"),
                   "options": scrub(codec.get("options", {})), "tools": scrub(codec.get("tools", {})),
-                  "quant_rule": key.get("quant_rule"), "plugin": plugin_entry(meta)},
-        "model_files": model_file_entries(meta, records),
+                  "quant_rule": key.get("quant_rule"), "plugin": plugin_entry(run)},
+        "model_files": model_file_entries(run, records),
         "environment": scrub({"machine": meta.get("machine", {}),
                               **{k: meta[k] for k in ("libraries", "device", "threads") if k in meta}}),
         "submitter": submitter,
@@ -328,7 +327,7 @@ def pack(run_dir: Path, out: Path | None = None, meta_file: Path | None = None, 
         (stage / BD_FILE).write_bytes(_json_bytes(_strict(bd_rates(stage, ctc, run.codec))))
         from harness.sheet import write_sheet
         write_sheet(stage, ctc, run.codec)
-        manifest = build_manifest(meta, ctc, records, totals, submitter, has_metrics)
+        manifest = build_manifest(run, ctc, records, totals, submitter, has_metrics)
         (stage / MANIFEST).write_bytes(_json_bytes(_strict(manifest)))
         (stage / SUMS).write_text(sums_text(stage), encoding="utf-8")
         _tidy_modes(stage)

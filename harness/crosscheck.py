@@ -363,10 +363,10 @@ def check_dataset(manifest: dict, records: list[ResultRecord], source, check: Ch
     return points
 
 
-def check_decode(root: Path, meta: dict, ctc: CTC, records: list[ResultRecord], jobs: int,
+def check_decode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecord], jobs: int,
                  codec_options: dict[str, str], check: Check) -> None:
     options = tuple(sorted(codec_options.items()))
-    kind = RunMeta.from_dict(meta, root / "run.json").input_kind
+    kind = run.input_kind
     work = [VerifyJob(str(root), r.codec, options, (), r.bitstream_path, r.bytes, r.bitstream_sha256, r.recon_sha256,
                       r.job_label, kind,
                       input_dtype(kind, ctc.task(r.task).dtype)) for r in records if r.status == "ok"]
@@ -480,12 +480,12 @@ def check_metrics(root: Path, meta: dict, manifest: dict, records: list[ResultRe
         check.summary = f"{compared} metric values re-scored from the decoded features agree"
 
 
-def check_reencode(root: Path, meta: dict, ctc: CTC, records: list[ResultRecord], source,
+def check_reencode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecord], source,
                    request: CrosscheckRequest, options: dict[str, str], work: Path, check: Check) -> None:
     from harness.reencode import reencode_jobs, reencode_problems
 
     chosen = subset(records, str(request.reencode), request.seed)
-    jobs = reencode_jobs(chosen, meta, ctc, source, options, work / "reencode")
+    jobs = reencode_jobs(chosen, run.quant_rule or ctc.default_quant_rule, ctc, source, options, work / "reencode")
     for problem in reencode_problems(root, chosen, jobs, request.jobs):
         check.fail(problem)
     if check.verdict == "pass":
@@ -581,6 +581,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
                 or not isinstance(manifest.get("dataset"), dict):
             raise RunError(f"{root / MANIFEST}: not a bundle manifest (fields 'codec' and 'dataset' are objects)")
         meta = load_run_meta(root)
+        described = RunMeta.from_dict(meta, root / "run.json")  # the typed fields, checked once
         ctc = ctc_of_run(meta, root, request.ctc_dir)
     except HarnessError as exc:
         checks.append(Check("manifest", "fail", str(exc), [str(exc)]))
@@ -610,7 +611,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
     ok_records = [r for r in records if r.status == "ok"]
     if sound["records"] and sound["plugin"] and ok_records:
         checks.append(_guarded(Check("decode"),
-                               lambda c: check_decode(root, meta, ctc, ok_records, request.jobs, options, c)))
+                               lambda c: check_decode(root, described, ctc, ok_records, request.jobs, options, c)))
     else:
         checks.append(Check("decode", "skip", "not attempted: the records or the plugin failed their checks"))
     if request.reencode:
@@ -618,7 +619,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
             checks.append(Check("re-encode", "skip", "not attempted: no dataset here, or the records or the plugin "
                                                      "failed their checks"))
         else:
-            checks.append(_guarded(Check("re-encode"), lambda c: check_reencode(root, meta, ctc, ok_records, source,
+            checks.append(_guarded(Check("re-encode"), lambda c: check_reencode(root, described, ctc, ok_records, source,
                                                                               request, options, work, c)))
     metrics = None
     if (root / "metrics.csv").exists():

@@ -80,10 +80,6 @@ def declared(options: Mapping[str, str | Option]) -> dict[str, Option]:
     return {name: value if isinstance(value, Option) else Option(str(value)) for name, value in options.items()}
 
 
-def defaults(options: Mapping[str, str | Option]) -> dict[str, str]:
-    return {name: option.default for name, option in declared(options).items()}
-
-
 def check_options(codec: str, declaration: Mapping[str, str | Option], given: Mapping[str, str]) -> None:
     """Raise CodecError naming the codec and the option when `given` does not fit the declaration."""
     options = declared(declaration)

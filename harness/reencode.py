@@ -17,13 +17,11 @@ from typing import Any
 from harness.ctc import CTC
 from harness.jobs import Job, run_job
 from harness.results import ResultRecord
-from harness.run_meta import RunMeta
 
 
-def reencode_jobs(records: list[ResultRecord], meta: dict, ctc: CTC, source: Any, options: dict[str, str],
+def reencode_jobs(records: list[ResultRecord], quant_rule: str, ctc: CTC, source: Any, options: dict[str, str],
                   scratch: Path) -> list[Job]:
     """The bundle's jobs for these records, coded into `scratch` instead of the bundle."""
-    quant_rule = RunMeta.from_dict(meta, Path("run.json")).quant_rule or ctc.default_quant_rule
     return [Job(r.codec, r.task, r.rate_parameter, r.rate_point, r.sample,
                 str(source.dataset.feature_path(r.task, r.sample)), str(scratch), str(ctc.root), quant_rule,
                 tuple(sorted(options.items())), (), r.feature_sha256) for r in records]

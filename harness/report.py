@@ -23,8 +23,7 @@ from harness.ctc import CTC
 from harness.curves import Curve, compare, load_anchor, load_run_curve, resolve_curve
 from harness.figures import curve_plot, scatter_fit
 from harness.npyio import atomic_write_text, read_csv_checked
-from harness.provenance import load_run_meta
-from harness.run_meta import RunMeta
+from harness.run_meta import read_run_meta
 from harness.results import METRICS_COLUMNS, METRICS_NUMBERS, SECONDARY_PREFIX, primary_metrics
 
 
@@ -80,9 +79,10 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     """Report a run against anchors: names of anchor sheets or run directories (default: the CTC's)."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report"
-    meta = load_run_meta(run_dir)
+    described = read_run_meta(run_dir)
+    meta = described.raw
     run = load_run_curve(run_dir, ctc, on="mse")
-    run.name = RunMeta.from_dict(meta, run_dir / "run.json").codec
+    run.name = described.codec
     anchors = ctc.anchors if anchors is None else anchors
     anchor_curves = [resolve_curve(a, ctc, on="mse") for a in anchors]
     has_metric = "metric" in run.points and not run.points.metric.isna().all()
