@@ -208,6 +208,8 @@ def _check_training(hyper: dict, where: str) -> None:
     if "input_center" in hyper and (not isinstance(hyper["input_center"], (int, float))
                                     or isinstance(hyper["input_center"], bool)):
         raise CTCError(f"{where}: 'input_center' must be a number, got {hyper['input_center']!r}")
+    if "input_norm" in hyper and hyper["input_norm"] not in ("scalar", "column"):
+        raise CTCError(f"{where}: 'input_norm' must be \"scalar\" or \"column\", got {hyper['input_norm']!r}")
     for key in ("crop", "network"):
         value = hyper.get(key, [1, 1])
         if (not isinstance(value, list) or len(value) != 2

@@ -57,13 +57,13 @@ def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object], fami
     From the task's `learned` table (the learned family's): crop, batch, epochs, and when given steps_per_epoch (default: one
     pass over the training features), lr (default 1e-4, the official recipe's), network ([N, M],
     default: the codec's own), input_gain and input_center (the network's input normalization, default
-    none). Overrides (`harness train` options and -o KEY=VALUE) win.
+    none), input_norm ("column": a centre and gain per frame column instead). Overrides (`harness train` options and -o KEY=VALUE) win.
     """
     table = ctc.task(task).training
     settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"],
                 "lr": table.get("lr", 1e-4), "val_split": 0.1, "source": table.get("source", ""),
                 "packing": ctc.task(task).packing}
-    for key in ("steps_per_epoch", "network", "input_gain", "input_center"):
+    for key in ("steps_per_epoch", "network", "input_gain", "input_center", "input_norm"):
         if key in table:
             settings[key] = table[key]
     settings.update({k: v for k, v in overrides.items() if v is not None})

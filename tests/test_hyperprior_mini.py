@@ -185,3 +185,89 @@ def test_edge_padding_changes_only_what_the_encoder_sends(small):
         HyperpriorCodec(root, pad="mirror")
     with pytest.raises(CodecError, match="pad must be one of"):
         plugin.make_codec({"checkpoints": str(root), "pad": "mirror"})
+
+
+def channel_frames(rows: int, seeds, width: int = 128) -> list[np.ndarray]:
+    """Token-by-channel frames: each column its own level and spread, two of them 'massive'."""
+    out = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        level = np.linspace(0.3, 0.7, width, dtype=np.float32)
+        spread = np.full(width, 0.004, dtype=np.float32)
+        spread[[5, 77]] = 0.2  # the massive channels rule the frame's range
+        out.append(np.clip(level + spread * rng.standard_normal((rows, width), dtype=np.float32), 0, 1))
+    return out
+
+
+def test_column_statistics_are_per_column_with_a_floor():
+    from harness_plugins.hyperprior.training import column_statistics
+
+    frames = channel_frames(200, [0, 1])
+    frames = [f.copy() for f in frames]
+    for f in frames:
+        f[:, 9] = 0.25  # a constant channel
+    center, gain = column_statistics(frames, [0, 1])
+    assert center.shape == gain.shape == (128,)
+    assert abs(float(center[5]) - 0.3 - 0.4 * 5 / 127) < 0.03
+    assert 3.0 < gain[5] < 7.0 and 150 < gain[0] < 350  # 1 / 0.2 and 1 / 0.004
+    others = np.delete(1.0 / gain, 9)  # the other columns' std
+    assert gain[9] == pytest.approx(1.0 / (0.01 * float(np.median(others))), rel=1e-4)  # the floor, not 1 / 0
+    assert np.isfinite(gain).all()
+    with pytest.raises(HarnessError, match="one width"):
+        column_statistics([frames[0], frames[1][:, :64]], [0, 1])
+
+
+def test_column_normalization_is_kept_in_the_checkpoint_and_the_fingerprint():
+    plain = FeatureHyperprior(32, 48)
+    cols = FeatureHyperprior(32, 48)
+    cols.load_state_dict(plain.state_dict())
+    cols.set_column_norm(torch.full((128,), 0.5), torch.linspace(1, 100, 128))
+    assert cols.columns == 128 and plain.columns is None
+    again = FeatureHyperprior.from_state_dict(cols.state_dict())
+    assert again.columns == 128 and torch.equal(again.column_gain, cols.column_gain)
+    assert fingerprint(again) == fingerprint(cols) != fingerprint(plain)
+    other = FeatureHyperprior.from_state_dict(cols.state_dict())
+    other.set_column_norm(torch.full((128,), 0.5), torch.linspace(1, 101, 128))
+    assert fingerprint(other) != fingerprint(cols)  # the gains are part of the model
+    with pytest.raises(HarnessError, match="only one of"):
+        FeatureHyperprior.from_state_dict({k: v for k, v in cols.state_dict().items() if k != "column_gain"})
+    with pytest.raises(HarnessError, match="finite positive"):
+        cols.set_column_norm(torch.zeros(128), torch.zeros(128))
+    x = torch.from_numpy(channel_frames(64, [3])[0])[None, None]
+    with pytest.raises(HarnessError, match="normalizes 128 columns; the frame has 64"):
+        cols(x[..., :64])
+    # the network sees (x - c) * g per column, and its output is mapped back the same way
+    cols.eval(), plain.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = cols(x)["x_hat"]
+        torch.manual_seed(0)
+        b = plain((x - 0.5) * cols.column_gain)["x_hat"] / cols.column_gain + 0.5
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_column_normalized_network_trains_on_whole_rows_and_codes_bit_exactly(tmp_path):
+    frames = channel_frames(100, [0, 1, 2, 3])
+    logs: list[str] = []
+    result = train(frames, 0.001, tmp_path / "lm", crop=(64, 64), batch=2, epochs=1, steps_per_epoch=2,
+                   lr=1e-3, network=(32, 48), column_norm=True, device="cpu", log=logs.append)
+    assert result.last.name.endswith("_patch64-128_checkpoint.pth.tar")  # whole rows
+    assert any("crop width 64 -> 128" in line for line in logs)
+    model = load_checkpoint(result.last)
+    assert model.columns == 128 and 3.0 < float(model.column_gain[5]) < 7.0
+    codec = HyperpriorCodec(tmp_path, threads=1, pad="edge")
+    stream = codec.encode(frames[0][:70], 0.001, "lm")
+    first = HyperpriorCodec(tmp_path, threads=1).decode(stream)
+    again = HyperpriorCodec(tmp_path, threads=1).decode(stream)
+    assert first.shape == (70, 128) and np.array_equal(first, again)
+    with pytest.raises(HarnessError, match="normalizes 128 columns"):
+        codec.encode(frames[0][:, :64], 0.001, "lm")
+    with pytest.raises(HarnessError, match="trained with column normalization"):
+        train(frames, 0.001, tmp_path / "lm", crop=(64, 128), batch=2, epochs=2, steps_per_epoch=2, lr=1e-3,
+              network=(32, 48), column_norm=False, device="cpu", log=None)
+    with pytest.raises(HarnessError, match="multiple of 64"):
+        train([f[:, :100] for f in frames], 0.001, tmp_path / "x", crop=(64, 64), batch=2, epochs=1,
+              steps_per_epoch=1, network=(32, 48), column_norm=True, device="cpu", log=None)
+    with pytest.raises(CodecError, match="input_norm.*scalar, column"):
+        plugin.train(frames, 0.001, tmp_path / "y", {"crop": [64, 64], "batch": 1, "epochs": 1,
+                                                     "input_norm": "channel"}, None)

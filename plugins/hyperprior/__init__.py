@@ -71,7 +71,7 @@ def _wants_best(options: Mapping[str, str]) -> bool:
 
 #: the training settings the trainer reads (harness train gives the CTC's and -o KEY=VALUE ones)
 TRAIN_SETTINGS = ("crop", "batch", "epochs", "steps_per_epoch", "lr", "val_split", "device", "network",
-                  "input_gain", "input_center", "seed")
+                  "input_gain", "input_center", "input_norm", "seed")
 # what the harness passes along for the record (training_settings); read by nothing here
 HARNESS_SETTINGS = ("source", "packing", "pad_multiple")
 
@@ -96,12 +96,16 @@ def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> d
     steps_per_epoch, lr, val_split, device, network (N,M; default 128,192), input_gain and input_center
     (the network sees (x - center) * gain; default 1 and 0, CompressAI's model), seed. Others are an error.
     """
-    from harness_plugins.hyperprior.training import train as train_model
+    from harness_plugins.hyperprior.training import INPUT_NORMS, train as train_model
 
     unknown = sorted(set(settings) - set(TRAIN_SETTINGS) - set(HARNESS_SETTINGS))
     if unknown:
         raise CodecError(f"hyperprior: unknown training setting(s) {', '.join(unknown)}; available: "
                          + ", ".join(TRAIN_SETTINGS))
+    norm = str(settings.get("input_norm", "scalar"))
+    if norm not in INPUT_NORMS:
+        raise CodecError(f"hyperprior: training setting 'input_norm' must be one of {', '.join(INPUT_NORMS)}, "
+                         f"got {norm!r}")
     steps = settings.get("steps_per_epoch")
     network = _int_pair(settings.get("network", (128, 192)), "network")
     result = train_model(frames, rate_point, out_dir, crop=_int_pair(settings["crop"], "crop"),
@@ -110,7 +114,7 @@ def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> d
                          lr=float(settings.get("lr", 1e-4)), val_split=float(settings.get("val_split", 0.1)),
                          seed=int(settings.get("seed", 0)), network=network,
                          input_norm=(float(settings.get("input_gain", 1.0)), float(settings.get("input_center", 0.0))),
-                         device=settings.get("device"), log=log)
+                         column_norm=norm == "column", device=settings.get("device"), log=log)
     return {"checkpoint": result.last, "best": result.best, "history": result.history}
 
 

@@ -39,22 +39,57 @@ class FeatureHyperprior(ScaleHyperprior):
         self.input_center = float(input_center)
         if not self.input_gain > 0:
             raise HarnessError(f"input_gain must be > 0, got {input_gain}")
+        self.column_center: torch.Tensor | None = None
+        self.column_gain: torch.Tensor | None = None
 
     # Input normalization: g_a sees (x - center) * gain and g_s's output is mapped back by the inverse, so
     # frames that fill only a sliver of [0, 1] (the mini features: std 0.03-0.06 around 0.5) reach the
     # network at the spread its initialization expects. Identity (gain 1, center 0) is CompressAI's model;
     # other values are kept in the state dict as the extra entries NORM_KEYS.
     NORM_KEYS = ("input_gain", "input_center")
+    # Per-column normalization (input_norm="column"): each column of the frame, i.e. each channel of the
+    # token-by-channel packings (dinov2, llama3), gets its own centre and gain, measured on the training
+    # frames. A few massive channels otherwise set the frame's range and every other channel is a faint
+    # ripple the network never learns to code. The model then codes frames of exactly that width.
+    COLUMN_KEYS = ("column_center", "column_gain")
+
+    def set_column_norm(self, center: torch.Tensor, gain: torch.Tensor) -> None:
+        center = torch.as_tensor(center, dtype=torch.float32).flatten()
+        gain = torch.as_tensor(gain, dtype=torch.float32).flatten()
+        if center.shape != gain.shape or center.numel() == 0:
+            raise HarnessError(f"column normalization needs one centre and one gain per column, got "
+                               f"{center.numel()} and {gain.numel()}")
+        if not (torch.isfinite(center).all() and torch.isfinite(gain).all() and (gain > 0).all()):
+            raise HarnessError("column normalization needs finite centres and finite positive gains")
+        self.column_center, self.column_gain = center, gain
+
+    @property
+    def columns(self) -> int | None:
+        """The frame width a column-normalized model codes (None: any width)."""
+        return None if self.column_gain is None else int(self.column_gain.numel())
+
+    def _check_width(self, x: torch.Tensor) -> None:
+        if self.columns is not None and x.shape[-1] != self.columns:
+            raise HarnessError(f"this model normalizes {self.columns} columns; the frame has {x.shape[-1]}")
+
+    def distortion_weights(self) -> torch.Tensor | float:
+        """What a squared frame error is multiplied by to measure it on the network's scale per column."""
+        return 1.0 if self.column_gain is None else self.column_gain**2
 
     def _to_net(self, x: torch.Tensor) -> torch.Tensor:
+        if self.column_gain is not None:
+            self._check_width(x)
+            return (x - self.column_center.to(x)) * self.column_gain.to(x)
         return x if self._identity else (x - self.input_center) * self.input_gain
 
     def _from_net(self, x: torch.Tensor) -> torch.Tensor:
+        if self.column_gain is not None:
+            return x / self.column_gain.to(x) + self.column_center.to(x)
         return x if self._identity else x / self.input_gain + self.input_center
 
     @property
     def _identity(self) -> bool:
-        return self.input_gain == 1.0 and self.input_center == 0.0
+        return self.input_gain == 1.0 and self.input_center == 0.0 and self.column_gain is None
 
     def forward(self, x):
         out = super().forward(self._to_net(x))
@@ -79,6 +114,9 @@ class FeatureHyperprior(ScaleHyperprior):
             prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
             for key in self.NORM_KEYS:
                 sd[prefix + key] = torch.tensor(getattr(self, key), dtype=torch.float64)
+            if self.column_gain is not None:
+                for key in self.COLUMN_KEYS:
+                    sd[prefix + key] = getattr(self, key).clone()
         return sd
 
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -86,6 +124,12 @@ class FeatureHyperprior(ScaleHyperprior):
         norm = {key: float(state_dict.pop(key)) for key in self.NORM_KEYS if key in state_dict}
         self.input_gain = norm.get("input_gain", 1.0)
         self.input_center = norm.get("input_center", 0.0)
+        columns = [state_dict.pop(key) for key in self.COLUMN_KEYS if key in state_dict]
+        if len(columns) == 1:
+            raise HarnessError(f"state dict holds only one of {', '.join(self.COLUMN_KEYS)}")
+        self.column_center = self.column_gain = None
+        if columns:
+            self.set_column_norm(*columns)
         return super().load_state_dict(state_dict, strict=strict)
 
     @classmethod
@@ -111,6 +155,10 @@ def fingerprint(model: torch.nn.Module) -> int:
     gain, center = getattr(model, "input_gain", 1.0), getattr(model, "input_center", 0.0)
     if (gain, center) != (1.0, 0.0):  # CompressAI-layout models keep their fingerprint
         crc = zlib.crc32(struct.pack("<dd", gain, center), crc)
+    for key in FeatureHyperprior.COLUMN_KEYS:
+        column = getattr(model, key, None)
+        if column is not None:
+            crc = zlib.crc32(column.to("cpu", torch.float32).contiguous().numpy().tobytes(), crc)
     return crc
 
 

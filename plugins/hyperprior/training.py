@@ -25,13 +25,50 @@ from harness_plugins.hyperprior.codec import PAD_MULTIPLE
 from harness_plugins.hyperprior.model import FeatureHyperprior
 
 
-def rd_loss(out: Mapping, x: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(λ·255²·MSE + bpp, bpp, MSE); bpp = Σ -log2 p over y and z / (B·H·W)."""
+def rd_loss(out: Mapping, x: torch.Tensor, lam: float, weights: torch.Tensor | float = 1.0
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(λ·255²·MSE + bpp, bpp, MSE); bpp = Σ -log2 p over y and z / (B·H·W).
+
+    weights: per-column factors of the squared error (the model's distortion_weights(): 1, or the
+    squared column gains, so a column-normalized model's distortion is measured on its own scale).
+    """
     b, _, h, w = x.shape
     bits = sum(-torch.log2(lk).sum() for lk in out["likelihoods"].values())
     bpp = bits / (b * h * w)
-    mse = F.mse_loss(out["x_hat"], x)
+    if isinstance(weights, torch.Tensor):
+        mse = ((out["x_hat"] - x).square() * weights.to(x)).mean()
+    else:
+        mse = F.mse_loss(out["x_hat"], x) * weights
     return lam * 255.0**2 * mse + bpp, bpp, mse
+
+
+INPUT_NORMS = ("scalar", "column")
+
+
+def column_statistics(frames: Sequence[np.ndarray], indices: Sequence[int], floor: float = 0.01
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, gain) per column over every row of the given frames: the mean and 1 / std.
+
+    A column whose std is below `floor` times the median column std gets the gain of that floor, so
+    a (nearly) constant channel is not blown up into noise the network would pay bits for.
+    """
+    widths = {frames[i].shape[1] for i in indices}
+    if len(widths) != 1:
+        raise HarnessError(f"train: column normalization needs frames of one width, got widths {sorted(widths)}")
+    total = sq = None
+    rows = 0
+    for i in indices:
+        f = np.asarray(frames[i], dtype=np.float64)
+        total = f.sum(axis=0) if total is None else total + f.sum(axis=0)
+        sq = (f * f).sum(axis=0) if sq is None else sq + (f * f).sum(axis=0)
+        rows += f.shape[0]
+    mean = total / rows
+    std = np.sqrt(np.maximum(sq / rows - mean * mean, 0.0))
+    positive = std[std > 0]
+    if positive.size == 0:
+        raise HarnessError("train: every column of the training frames is constant; nothing to normalize")
+    std = np.maximum(std, floor * float(np.median(positive)))
+    return mean.astype(np.float32), (1.0 / std).astype(np.float32)
 
 
 def effective_crop(frames: Sequence[np.ndarray], crop: tuple[int, int], log: Callable[[str], None]) -> tuple[int, int]:
@@ -117,7 +154,8 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
           batch: int = 128, epochs: int = 1, steps_per_epoch: int | None = None, lr: float = 1e-4,
           aux_lr: float = 1e-3, clip: float = 1.0, val_split: float = 0.1, val_batch: int = 64,
           resume: bool = True, seed: int = 0, device: str | None = None, network: tuple[int, int] = (128, 192),
-          input_norm: tuple[float, float] = (1.0, 0.0), log: Callable[[str], None] | None = print) -> TrainResult:
+          input_norm: tuple[float, float] = (1.0, 0.0), column_norm: bool = False,
+          log: Callable[[str], None] | None = print) -> TrainResult:
     """Train one (task, λ) model on packed frames in [0, 1]; checkpoints in the official name pattern.
 
     - features: 2-D float frames in [0, 1] (any Sequence; a lazy one avoids holding all in memory).
@@ -128,6 +166,9 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
       (the codec reads N and M from the checkpoint's weights).
     - input_norm: (gain, center) of the network's input normalization, stored in the checkpoint
       (FeatureHyperprior); (1, 0) is none, CompressAI's model.
+    - column_norm: instead, a centre and gain per column measured on the training split (see
+      column_statistics); crops then span the frame's full width and the distortion is measured on
+      the normalized scale.
     - Writes `<out_dir>/<name>_checkpoint.pth.tar` every epoch and `..._checkpoint_best.pth.tar`
       when the validation loss improves; with resume=True continues from the last one.
     """
@@ -150,6 +191,14 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
     if n_val == 0:
         log("no validation split: validating on the training frames")
         val_idx = train_idx
+    if column_norm:
+        width = features[train_idx[0]].shape[1]
+        if width % PAD_MULTIPLE:
+            raise HarnessError(f"train: column normalization needs frames whose width is a multiple of "
+                               f"{PAD_MULTIPLE} (no padded columns); these are {width} wide")
+        if crop[1] != width:
+            log(f"crop width {crop[1]} -> {width}: a column-normalized model codes whole rows")
+            crop = (crop[0], width)
     crop = effective_crop([features[i] for i in range(n)], crop, log)
     steps = steps_per_epoch or math.ceil(len(train_idx) / batch)
 
@@ -158,6 +207,8 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
 
     torch.manual_seed(seed)
     model = FeatureHyperprior(*network, input_gain=input_norm[0], input_center=input_norm[1]).to(dev)
+    if column_norm:
+        model.set_column_norm(*(torch.from_numpy(v) for v in column_statistics(features, train_idx)))
     main_params = [p for name, p in model.named_parameters() if not name.endswith(".quantiles")]
     aux_params = [p for name, p in model.named_parameters() if name.endswith(".quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=lr)
@@ -175,6 +226,9 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
             raise HarnessError(f"train: {last_path} holds a network with (N, M) = {shape}, not {tuple(network)}; "
                                "give another --out folder or the same network")
         model.load_state_dict(ckpt["state_dict"])
+        if (model.columns is not None) != column_norm:
+            raise HarnessError(f"train: {last_path} was trained {'with' if model.columns else 'without'} column "
+                               "normalization; give another --out folder or the same settings")
         if (model.input_gain, model.input_center) != tuple(float(v) for v in input_norm):
             raise HarnessError(f"train: {last_path} normalizes its input with (gain, center) = "
                                f"{(model.input_gain, model.input_center)}, not {tuple(input_norm)}; give another "
@@ -203,7 +257,7 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
             x = make_batch(features, idx, crop, rng, dev)
             optimizer.zero_grad()
             aux_optimizer.zero_grad()
-            loss, bpp, mse = rd_loss(model(x), x, lam)
+            loss, bpp, mse = rd_loss(model(x), x, lam, model.distortion_weights())
             loss.backward()
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(main_params, clip)
@@ -220,7 +274,7 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
         with torch.no_grad():
             for xb in val_batches:
                 xb = xb.to(dev)
-                loss, bpp, mse = rd_loss(model(xb), xb, lam)
+                loss, bpp, mse = rd_loss(model(xb), xb, lam, model.distortion_weights())
                 for k, v in (("loss", loss), ("bpp", bpp), ("mse", mse)):
                     val[k] += float(v) * xb.shape[0] / count
         scheduler.step(val["loss"])
