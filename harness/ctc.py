@@ -198,7 +198,9 @@ def _range_pairs(value: Any, where: str, layers: int) -> Truncation:
 
 def _check_training(hyper: dict, where: str) -> None:
     """Each key of the right kind (unknown keys are refused by harness.ctc_schema, with the closest one)."""
-    for key in ("batch", "epochs", "steps_per_epoch", "training_samples"):
+    if "warm_start" in hyper and not isinstance(hyper["warm_start"], bool):
+        raise CTCError(f"{where}: 'warm_start' must be true or false, got {hyper['warm_start']!r}")
+    for key in ("batch", "epochs", "steps_per_epoch", "training_samples", "warm_start_epochs"):
         if key in hyper and (not isinstance(hyper[key], int) or isinstance(hyper[key], bool) or hyper[key] < 1):
             raise CTCError(f"{where}: '{key}' must be a positive integer, got {hyper[key]!r}")
     for key in ("lr", "input_gain"):

@@ -57,13 +57,15 @@ def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object], fami
     From the task's `learned` table (the learned family's): crop, batch, epochs, and when given steps_per_epoch (default: one
     pass over the training features), lr (default 1e-4, the official recipe's), network ([N, M],
     default: the codec's own), input_gain and input_center (the network's input normalization, default
-    none), input_norm ("column": a centre and gain per frame column instead). Overrides (`harness train` options and -o KEY=VALUE) win.
+    none), input_norm ("column": a centre and gain per frame column instead), warm_start and
+    warm_start_epochs (each λ but the highest starts from the next higher λ's model) with the λs. Overrides (`harness train` options and -o KEY=VALUE) win.
     """
     table = ctc.task(task).training
     settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"],
                 "lr": table.get("lr", 1e-4), "val_split": 0.1, "source": table.get("source", ""),
                 "packing": ctc.task(task).packing}
-    for key in ("steps_per_epoch", "network", "input_gain", "input_center", "input_norm"):
+    for key in ("steps_per_epoch", "network", "input_gain", "input_center", "input_norm", "warm_start",
+                "warm_start_epochs", "lambdas"):
         if key in table:
             settings[key] = table[key]
     settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -94,7 +96,10 @@ def train_codec(spec: CodecSpec, ctc: CTC, task: str, rate_point: float, feature
     outcome = spec.trainer(frames, rate_point, out_dir, settings, log)
     checkpoint, history = Path(outcome["checkpoint"]), list(outcome.get("history", []))
     stem = checkpoint.name.removesuffix(".pth.tar") if checkpoint.name.endswith(".pth.tar") else checkpoint.stem
-    atomic_write_json(out_dir / f"{stem}_history.json", {"settings": settings, "history": history})
+    record = {"settings": settings, "history": history}
+    if outcome.get("initialized_from"):
+        record["initialized_from"] = str(outcome["initialized_from"])
+    atomic_write_json(out_dir / f"{stem}_history.json", record)
     if history:
         plot_history(history, out_dir / f"{stem}_loss.png", f"{spec.name} {task} {spec.rate_parameter} {rate_point:g}")
     return {"checkpoint": checkpoint, "history": history}

@@ -71,7 +71,7 @@ def _wants_best(options: Mapping[str, str]) -> bool:
 
 #: the training settings the trainer reads (harness train gives the CTC's and -o KEY=VALUE ones)
 TRAIN_SETTINGS = ("crop", "batch", "epochs", "steps_per_epoch", "lr", "val_split", "device", "network",
-                  "input_gain", "input_center", "input_norm", "seed")
+                  "input_gain", "input_center", "input_norm", "seed", "warm_start", "warm_start_epochs", "lambdas")
 # what the harness passes along for the record (training_settings); read by nothing here
 HARNESS_SETTINGS = ("source", "packing", "pad_multiple")
 
@@ -108,14 +108,45 @@ def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> d
                          f"got {norm!r}")
     steps = settings.get("steps_per_epoch")
     network = _int_pair(settings.get("network", (128, 192)), "network")
+    epochs, parent = int(settings["epochs"]), None
+    if truthy(str(settings.get("warm_start", False))):
+        parent = _warm_start_parent(out_dir, rate_point, settings.get("lambdas") or ())
+        if parent is not None:
+            epochs = int(settings.get("warm_start_epochs", epochs))
     result = train_model(frames, rate_point, out_dir, crop=_int_pair(settings["crop"], "crop"),
-                         batch=int(settings["batch"]), epochs=int(settings["epochs"]),
+                         batch=int(settings["batch"]), epochs=epochs, init_from=parent,
                          steps_per_epoch=int(steps) if steps is not None else None,
                          lr=float(settings.get("lr", 1e-4)), val_split=float(settings.get("val_split", 0.1)),
                          seed=int(settings.get("seed", 0)), network=network,
                          input_norm=(float(settings.get("input_gain", 1.0)), float(settings.get("input_center", 0.0))),
                          column_norm=norm == "column", device=settings.get("device"), log=log)
-    return {"checkpoint": result.last, "best": result.best, "history": result.history}
+    return {"checkpoint": result.last, "best": result.best, "history": result.history,
+            "initialized_from": parent.name if parent else None}
+
+
+def _warm_start_parent(out_dir: Path, lam: float, lambdas) -> Path | None:
+    """The checkpoint of the next higher λ in `out_dir` (None for the highest λ, which trains from scratch).
+
+    Warm start is a recipe: the models of one task are trained from the highest λ down, each starting
+    from the previous one's weights, so a λ without its parent is an error, not a silent fresh start.
+    """
+    from harness_plugins.hyperprior.checkpoints import CHECKPOINT_RE
+
+    higher = sorted(float(v) for v in lambdas if float(v) > float(lam))
+    if not any(abs(float(v) - float(lam)) <= 1e-12 * max(1.0, abs(float(lam))) for v in lambdas):
+        raise CodecError(f"hyperprior: warm start needs λ={lam:g} among the task's λs "
+                         f"({', '.join(f'{float(v):g}' for v in lambdas) or 'none given'})")
+    if not higher:
+        return None
+    want = higher[0]
+    found = sorted(path for path in Path(out_dir).glob("*_checkpoint.pth.tar")
+                   if (m := CHECKPOINT_RE.match(path.name)) and float(m["lam"]) == want)
+    if len(found) != 1:
+        what = "no checkpoint" if not found else f"{len(found)} checkpoints"
+        raise CodecError(f"hyperprior: warm start of λ={lam:g} needs the λ={want:g} model, trained first; "
+                         f"{what} for it in {out_dir} (train the task's λs from the highest down: "
+                         f"harness train ... --lambda all)")
+    return found[0]
 
 
 @hookimpl

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from harness import HarnessError, pad_to_multiple
 from harness_plugins.hyperprior.checkpoints import CHECKPOINT_RE, checkpoint_name
 from harness_plugins.hyperprior.codec import PAD_MULTIPLE
-from harness_plugins.hyperprior.model import FeatureHyperprior
+from harness_plugins.hyperprior.model import FeatureHyperprior, read_state_dict
 
 
 def rd_loss(out: Mapping, x: torch.Tensor, lam: float, weights: torch.Tensor | float = 1.0
@@ -155,7 +155,7 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
           aux_lr: float = 1e-3, clip: float = 1.0, val_split: float = 0.1, val_batch: int = 64,
           resume: bool = True, seed: int = 0, device: str | None = None, network: tuple[int, int] = (128, 192),
           input_norm: tuple[float, float] = (1.0, 0.0), column_norm: bool = False,
-          log: Callable[[str], None] | None = print) -> TrainResult:
+          init_from: Path | None = None, log: Callable[[str], None] | None = print) -> TrainResult:
     """Train one (task, λ) model on packed frames in [0, 1]; checkpoints in the official name pattern.
 
     - features: 2-D float frames in [0, 1] (any Sequence; a lazy one avoids holding all in memory).
@@ -169,6 +169,8 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
     - column_norm: instead, a centre and gain per column measured on the training split (see
       column_statistics); crops then span the frame's full width and the distortion is measured on
       the normalized scale.
+    - init_from: a checkpoint whose weights (and input normalization) this model starts from, e.g. the
+      next higher λ's (warm start); a fresh optimizer. Ignored when resuming this model's own run.
     - Writes `<out_dir>/<name>_checkpoint.pth.tar` every epoch and `..._checkpoint_best.pth.tar`
       when the validation loss improves; with resume=True continues from the last one.
     """
@@ -244,6 +246,15 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
         if "torch_rng_state" in ckpt:
             torch.set_rng_state(ckpt["torch_rng_state"].cpu())
         log(f"resumed from {last_path.name} after epoch {start - 1}")
+    elif init_from is not None:
+        parent = FeatureHyperprior.from_state_dict(read_state_dict(init_from))
+        if (parent.N, parent.M) != tuple(network) or (parent.columns is not None) != column_norm:
+            raise HarnessError(f"train: {init_from} holds a network with (N, M) = {(parent.N, parent.M)} and "
+                               f"{'column' if parent.columns else 'scalar'} normalization; this recipe needs "
+                               f"{tuple(network)} and {'column' if column_norm else 'scalar'}")
+        model.load_state_dict(parent.state_dict())
+        model.to(dev)
+        log(f"starting from the weights of {Path(init_from).name}")
 
     val_rng = np.random.default_rng(seed + 2)
     val_batches = [make_batch(features, val_idx[i:i + val_batch], crop, val_rng, torch.device("cpu"))
