@@ -120,6 +120,12 @@ class Registry:
             self.pm.unregister(plugin)
             self.broken.append(BrokenPlugin(source, "; ".join(unknown)))
             return
+        if not self.pm.get_hookcallers(plugin):  # e.g. its @hookimpl lost in an edit: its codecs would just vanish
+            self.pm.unregister(plugin)
+            where = getattr(plugin, "__file__", None) or source.target
+            self.broken.append(BrokenPlugin(source, f"{where} implements no harness hook (no @hookimpl "
+                                                    "function such as harness_codecs)"))
+            return
         self.sources[source.plugin] = source
 
     def _collect(self, hook: str, kind: type, check) -> tuple[dict[str, Registered], list[Conflict]]:

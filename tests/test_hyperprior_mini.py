@@ -276,19 +276,19 @@ def test_column_normalized_network_trains_on_whole_rows_and_codes_bit_exactly(tm
                                                      "input_norm": "channel"}, None)
 
 
-def test_warm_start_trains_from_the_highest_lambda_down(tmp_path):
+def test_warm_start_trains_from_the_lowest_lambda_up(tmp_path):
     frames = channel_frames(100, [0, 1, 2])
     settings = {"crop": [64, 128], "batch": 2, "epochs": 2, "steps_per_epoch": 1, "lr": 1e-3,
                 "network": [32, 48], "input_norm": "column", "warm_start": True, "warm_start_epochs": 1,
                 "lambdas": [0.001, 0.01], "device": "cpu"}
-    with pytest.raises(CodecError, match=r"λ=0.001 needs the λ=0.01 model, trained first; no checkpoint"):
-        plugin.train(frames, 0.001, tmp_path, settings, None)
-    top = plugin.train(frames, 0.01, tmp_path, settings, None)
-    assert top["initialized_from"] is None and len(top["history"]) == 2  # from scratch: `epochs`
+    with pytest.raises(CodecError, match=r"λ=0.01 needs the λ=0.001 model, trained first; no checkpoint"):
+        plugin.train(frames, 0.01, tmp_path, settings, None)
     low = plugin.train(frames, 0.001, tmp_path, settings, None)
-    assert low["initialized_from"] == top["checkpoint"].name and len(low["history"]) == 1  # warm_start_epochs
-    assert "_epoch1_" in low["checkpoint"].name
-    parent, child = load_checkpoint(top["checkpoint"]), load_checkpoint(low["checkpoint"])
+    assert low["initialized_from"] is None and len(low["history"]) == 2  # from scratch: `epochs`
+    top = plugin.train(frames, 0.01, tmp_path, settings, None)
+    assert top["initialized_from"] == low["checkpoint"].name and len(top["history"]) == 1  # warm_start_epochs
+    assert "_epoch1_" in top["checkpoint"].name
+    parent, child = load_checkpoint(low["checkpoint"]), load_checkpoint(top["checkpoint"])
     assert torch.equal(parent.column_gain, child.column_gain)
     # one step of training moved the weights away from the parent's, but not far
     a, b = parent.g_a[0].weight, child.g_a[0].weight
@@ -296,5 +296,5 @@ def test_warm_start_trains_from_the_highest_lambda_down(tmp_path):
     with pytest.raises(CodecError, match="warm start needs λ=0.003 among the task's λs"):
         plugin.train(frames, 0.003, tmp_path, settings, None)
     with pytest.raises(HarnessError, match=r"\(N, M\) = \(32, 48\).*needs \(16, 24\)"):
-        train(frames, 0.001, tmp_path / "other", crop=(64, 128), batch=2, epochs=1, steps_per_epoch=1,
-              network=(16, 24), column_norm=True, init_from=top["checkpoint"], device="cpu", log=None)
+        train(frames, 0.01, tmp_path / "other", crop=(64, 128), batch=2, epochs=1, steps_per_epoch=1,
+              network=(16, 24), column_norm=True, init_from=low["checkpoint"], device="cpu", log=None)

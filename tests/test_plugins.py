@@ -39,6 +39,17 @@ def test_broken_plugin_is_reported_not_fatal():
         reg.codec("plugins_for_tests.broken")
 
 
+def test_a_plugin_without_any_hook_is_reported():
+    class Emptied:  # a plugin whose @hookimpl was lost in an edit: its codecs would silently vanish
+        def make_codec(self):
+            return None
+
+    reg = Registry(extra_plugins=[Emptied()], extra_source="(given)")
+    assert "zlib" in reg.codecs
+    assert [b.error for b in reg.broken] == ["Emptied implements no harness hook (no @hookimpl function "
+                                             "such as harness_codecs)"]
+
+
 def test_unknown_codec_suggests():
     with pytest.raises(PluginError, match=r"unknown codec 'zlb'; did you mean 'zlib'\? available: .*zlib"):
         Registry().codec("zlb")

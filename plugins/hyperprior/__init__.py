@@ -125,26 +125,29 @@ def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> d
 
 
 def _warm_start_parent(out_dir: Path, lam: float, lambdas) -> Path | None:
-    """The checkpoint of the next higher λ in `out_dir` (None for the highest λ, which trains from scratch).
+    """The checkpoint of the next lower λ in `out_dir` (None for the lowest λ, which trains from scratch).
 
-    Warm start is a recipe: the models of one task are trained from the highest λ down, each starting
-    from the previous one's weights, so a λ without its parent is an error, not a silent fresh start.
+    Warm start is a recipe: the models of one task are trained from the lowest λ up, each starting from
+    the previous one's weights. Every model then has had at least as much training as every lower-rate
+    one, so quality cannot fall as the rate rises for want of training (trained from the highest λ
+    down, the later, lower-λ models beat the undertrained first one: mini lm gave 70 % at 8.8 BPFP for
+    λ 0.03 and 85 % at 8.8 BPFP for λ 0.01). A λ without its parent is an error, not a silent fresh start.
     """
     from harness_plugins.hyperprior.checkpoints import CHECKPOINT_RE
 
-    higher = sorted(float(v) for v in lambdas if float(v) > float(lam))
     if not any(abs(float(v) - float(lam)) <= 1e-12 * max(1.0, abs(float(lam))) for v in lambdas):
         raise CodecError(f"hyperprior: warm start needs λ={lam:g} among the task's λs "
                          f"({', '.join(f'{float(v):g}' for v in lambdas) or 'none given'})")
-    if not higher:
+    lower = sorted(float(v) for v in lambdas if float(v) < float(lam))
+    if not lower:
         return None
-    want = higher[0]
+    want = lower[-1]
     found = sorted(path for path in Path(out_dir).glob("*_checkpoint.pth.tar")
                    if (m := CHECKPOINT_RE.match(path.name)) and float(m["lam"]) == want)
     if len(found) != 1:
         what = "no checkpoint" if not found else f"{len(found)} checkpoints"
         raise CodecError(f"hyperprior: warm start of λ={lam:g} needs the λ={want:g} model, trained first; "
-                         f"{what} for it in {out_dir} (train the task's λs from the highest down: "
+                         f"{what} for it in {out_dir} (train the task's λs from the lowest up: "
                          f"harness train ... --lambda all)")
     return found[0]
 

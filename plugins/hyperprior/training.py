@@ -170,7 +170,7 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
       column_statistics); crops then span the frame's full width and the distortion is measured on
       the normalized scale.
     - init_from: a checkpoint whose weights (and input normalization) this model starts from, e.g. the
-      next higher λ's (warm start); a fresh optimizer. Ignored when resuming this model's own run.
+      next lower λ's (warm start); a fresh optimizer. Ignored when resuming this model's own run.
     - Writes `<out_dir>/<name>_checkpoint.pth.tar` every epoch and `..._checkpoint_best.pth.tar`
       when the validation loss improves; with resume=True continues from the last one.
     """
