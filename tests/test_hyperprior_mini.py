@@ -46,7 +46,7 @@ def test_the_mini_ctc_training_keys_are_read():
     for task in ("sal", "lm"):
         table = ctc.task(task).training
         settings = training_settings(ctc, task, {})
-        for key in ("steps_per_epoch", "lr", "network", "input_gain", "input_center", "crop", "batch", "epochs"):
+        for key in ("steps_per_epoch", "lr", "network", "input_norm", "crop", "batch", "epochs"):
             assert key in table, key
             assert settings[key] == table[key], key
         # a user's override wins over the CTC
@@ -293,7 +293,7 @@ def test_warm_start_trains_from_the_lowest_lambda_up(tmp_path):
     # one step of training moved the weights away from the parent's, but not far
     a, b = parent.g_a[0].weight, child.g_a[0].weight
     assert not torch.equal(a, b) and float((a - b).abs().max()) < 0.01
-    with pytest.raises(CodecError, match="warm start needs λ=0.003 among the task's λs"):
+    with pytest.raises(CodecError, match="warm start needs λ=0.003 among the task's λs.*-o warm_start=0"):
         plugin.train(frames, 0.003, tmp_path, settings, None)
     with pytest.raises(HarnessError, match=r"\(N, M\) = \(32, 48\).*needs \(16, 24\)"):
         train(frames, 0.01, tmp_path / "other", crop=(64, 128), batch=2, epochs=1, steps_per_epoch=1,

@@ -137,7 +137,8 @@ def _warm_start_parent(out_dir: Path, lam: float, lambdas) -> Path | None:
 
     if not any(abs(float(v) - float(lam)) <= 1e-12 * max(1.0, abs(float(lam))) for v in lambdas):
         raise CodecError(f"hyperprior: warm start needs λ={lam:g} among the task's λs "
-                         f"({', '.join(f'{float(v):g}' for v in lambdas) or 'none given'})")
+                         f"({', '.join(f'{float(v):g}' for v in lambdas) or 'none given'}); "
+                         "-o warm_start=0 trains it from scratch")
     lower = sorted(float(v) for v in lambdas if float(v) < float(lam))
     if not lower:
         return None
