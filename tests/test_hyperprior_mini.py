@@ -298,3 +298,6 @@ def test_warm_start_trains_from_the_lowest_lambda_up(tmp_path):
     with pytest.raises(HarnessError, match=r"\(N, M\) = \(32, 48\).*needs \(16, 24\)"):
         train(frames, 0.01, tmp_path / "other", crop=(64, 128), batch=2, epochs=1, steps_per_epoch=1,
               network=(16, 24), column_norm=True, init_from=low["checkpoint"], device="cpu", log=None)
+    with pytest.raises(HarnessError, match=r"column normalization.*needs \(32, 48\) and scalar normalization \(8.0, 0.5\)"):
+        train(frames, 0.01, tmp_path / "other", crop=(64, 128), batch=2, epochs=1, steps_per_epoch=1,
+              network=(32, 48), input_norm=(8.0, 0.5), init_from=low["checkpoint"], device="cpu", log=None)

@@ -248,10 +248,12 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
         log(f"resumed from {last_path.name} after epoch {start - 1}")
     elif init_from is not None:
         parent = FeatureHyperprior.from_state_dict(read_state_dict(init_from))
-        if (parent.N, parent.M) != tuple(network) or (parent.columns is not None) != column_norm:
+        scalar = (parent.input_gain, parent.input_center) == tuple(float(v) for v in input_norm)
+        if (parent.N, parent.M) != tuple(network) or (parent.columns is not None) != column_norm or not scalar:
             raise HarnessError(f"train: {init_from} holds a network with (N, M) = {(parent.N, parent.M)} and "
-                               f"{'column' if parent.columns else 'scalar'} normalization; this recipe needs "
-                               f"{tuple(network)} and {'column' if column_norm else 'scalar'}")
+                               f"{'column' if parent.columns else 'scalar'} normalization (gain, center) = "
+                               f"{(parent.input_gain, parent.input_center)}; this recipe needs {tuple(network)} and "
+                               f"{'column' if column_norm else 'scalar'} normalization {tuple(input_norm)}")
         model.load_state_dict(parent.state_dict())
         model.to(dev)
         log(f"starting from the weights of {Path(init_from).name}")
