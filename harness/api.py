@@ -141,10 +141,9 @@ def train(request: TrainRequest, log: Callable[[str], None] = print) -> list[Pat
     missing = spec.missing(request.overrides or {})
     if missing:
         raise HarnessError(f"codec '{spec.name}' cannot run here: {missing}")
-    points = request.rate_points or codec_rate_points(spec, ctc, request.task)
     # a CTC lists rate points from the highest rate down; training goes from the lowest up, so a
     # warm-started recipe (each model built on the one below) finds every parent already trained
-    points = list(reversed(points))
+    points = request.rate_points or list(reversed(codec_rate_points(spec, ctc, request.task)))
     out = request.out or Path("checkpoints") / request.task
     return [Path(train_codec(spec, ctc, request.task, point, features, out, request.overrides or {}, log=log)
                  ["checkpoint"]) for point in points]

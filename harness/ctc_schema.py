@@ -32,8 +32,7 @@ TASK_KEYS = {"title", "source", "model", "model_dir", "split_point", "shape", "d
 # the learned family's per-task table: its λs and training recipe (harness.training reads the recipe;
 # a codec's trainer gets it)
 LEARNED_KEYS = {"source", "lambdas", "crop", "batch", "epochs", "training_samples", "steps_per_epoch", "lr",
-                   "network", "input_gain", "input_center", "input_norm", "warm_start",
-                "warm_start_epochs"}
+                "network", "input_gain", "input_center", "input_norm", "warm_start", "warm_start_epochs"}
 
 
 def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:

@@ -58,7 +58,8 @@ def training_settings(ctc: CTC, task: str, overrides: Mapping[str, object], fami
     pass over the training features), lr (default 1e-4, the official recipe's), network ([N, M],
     default: the codec's own), input_gain and input_center (the network's input normalization, default
     none), input_norm ("column": a centre and gain per frame column instead), warm_start and
-    warm_start_epochs (each λ but the lowest starts from the next lower λ's model) with the λs. Overrides (`harness train` options and -o KEY=VALUE) win.
+    warm_start_epochs (each λ but the lowest starts from the next lower λ's model) with the λs.
+    Overrides (`harness train` options and -o KEY=VALUE) win.
     """
     table = ctc.task(task).training
     settings = {"crop": list(table["crop"]), "batch": table["batch"], "epochs": table["epochs"],

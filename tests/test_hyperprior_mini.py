@@ -161,7 +161,7 @@ def test_resume_with_another_network_or_normalization_is_refused(small):
     with pytest.raises(HarnessError, match=r"\(N, M\) = \(32, 48\)"):
         train(frames, 0.01, root / "sal", crop=(64, 64), batch=2, epochs=1, steps_per_epoch=2, lr=1e-3,
               network=(16, 24), input_norm=(8.0, 0.5), device="cpu", log=None)
-    with pytest.raises(HarnessError, match="normalizes its input"):
+    with pytest.raises(HarnessError, match=r"\(gain, center\) = \(8.0, 0.5\); this recipe needs .*\(gain, center\) = \(1.0, 0.0\)"):
         train(frames, 0.01, root / "sal", crop=(64, 64), batch=2, epochs=1, steps_per_epoch=2, lr=1e-3,
               network=(32, 48), input_norm=(1.0, 0.0), device="cpu", log=None)
 
@@ -216,7 +216,7 @@ def test_column_statistics_are_per_column_with_a_floor():
     others = np.delete(1.0 / gain, 9)  # the other columns' std
     assert gain[9] == pytest.approx(1.0 / (0.01 * float(np.median(others))), rel=1e-4)  # the floor, not 1 / 0
     assert np.isfinite(gain).all()
-    with pytest.raises(HarnessError, match="one width"):
+    with pytest.raises(HarnessError, match="one width, got 128 and 64"):
         column_statistics([frames[0], frames[1][:, :64]], [0, 1])
 
 
@@ -265,7 +265,7 @@ def test_column_normalized_network_trains_on_whole_rows_and_codes_bit_exactly(tm
     assert first.shape == (70, 128) and np.array_equal(first, again)
     with pytest.raises(HarnessError, match="normalizes 128 columns"):
         codec.encode(frames[0][:, :64], 0.001, "lm")
-    with pytest.raises(HarnessError, match="trained with column normalization"):
+    with pytest.raises(HarnessError, match="column normalization True, .*; this recipe needs .*column normalization False"):
         train(frames, 0.001, tmp_path / "lm", crop=(64, 128), batch=2, epochs=2, steps_per_epoch=2, lr=1e-3,
               network=(32, 48), column_norm=False, device="cpu", log=None)
     with pytest.raises(HarnessError, match="multiple of 64"):
@@ -295,9 +295,9 @@ def test_warm_start_trains_from_the_lowest_lambda_up(tmp_path):
     assert not torch.equal(a, b) and float((a - b).abs().max()) < 0.01
     with pytest.raises(CodecError, match="warm start needs λ=0.003 among the task's λs.*-o warm_start=0"):
         plugin.train(frames, 0.003, tmp_path, settings, None)
-    with pytest.raises(HarnessError, match=r"\(N, M\) = \(32, 48\).*needs \(16, 24\)"):
+    with pytest.raises(HarnessError, match=r"\(N, M\) = \(32, 48\).*needs \(N, M\) = \(16, 24\)"):
         train(frames, 0.01, tmp_path / "other", crop=(64, 128), batch=2, epochs=1, steps_per_epoch=1,
               network=(16, 24), column_norm=True, init_from=low["checkpoint"], device="cpu", log=None)
-    with pytest.raises(HarnessError, match=r"column normalization.*needs \(32, 48\) and scalar normalization \(8.0, 0.5\)"):
+    with pytest.raises(HarnessError, match=r"column normalization True.*needs .*column normalization False, \(gain, center\) = \(8.0, 0.5\)"):
         train(frames, 0.01, tmp_path / "other", crop=(64, 128), batch=2, epochs=1, steps_per_epoch=1,
               network=(32, 48), input_norm=(8.0, 0.5), init_from=low["checkpoint"], device="cpu", log=None)

@@ -94,7 +94,9 @@ def train(frames, rate_point: float, out_dir: Path, settings: Mapping, log) -> d
 
     Settings (CTC `hyperprior.*` keys, `harness train` options, -o KEY=VALUE): crop, batch, epochs,
     steps_per_epoch, lr, val_split, device, network (N,M; default 128,192), input_gain and input_center
-    (the network sees (x - center) * gain; default 1 and 0, CompressAI's model), seed. Others are an error.
+    (the network sees (x - center) * gain; default 1 and 0, CompressAI's model), input_norm ("column": a
+    centre and gain per frame column instead), warm_start and warm_start_epochs with the task's lambdas
+    (each λ but the lowest starts from the next lower λ's checkpoint in out_dir), seed. Others are an error.
     """
     from harness_plugins.hyperprior.training import INPUT_NORMS, train as train_model
 
@@ -133,7 +135,7 @@ def _warm_start_parent(out_dir: Path, lam: float, lambdas) -> Path | None:
     down, the later, lower-λ models beat the undertrained first one: mini lm gave 70 % at 8.8 BPFP for
     λ 0.03 and 85 % at 8.8 BPFP for λ 0.01). A λ without its parent is an error, not a silent fresh start.
     """
-    from harness_plugins.hyperprior.checkpoints import CHECKPOINT_RE
+    from harness_plugins.hyperprior.checkpoints import checkpoints_in
 
     if not any(abs(float(v) - float(lam)) <= 1e-12 * max(1.0, abs(float(lam))) for v in lambdas):
         raise CodecError(f"hyperprior: warm start needs λ={lam:g} among the task's λs "
@@ -143,8 +145,7 @@ def _warm_start_parent(out_dir: Path, lam: float, lambdas) -> Path | None:
     if not lower:
         return None
     want = lower[-1]
-    found = sorted(path for path in Path(out_dir).glob("*_checkpoint.pth.tar")
-                   if (m := CHECKPOINT_RE.match(path.name)) and float(m["lam"]) == want)
+    found = checkpoints_in(out_dir, want) if Path(out_dir).is_dir() else []
     if len(found) != 1:
         what = "no checkpoint" if not found else f"{len(found)} checkpoints"
         raise CodecError(f"hyperprior: warm start of λ={lam:g} needs the λ={want:g} model, trained first; "

@@ -25,6 +25,20 @@ def checkpoint_name(lam: float, epochs: int, lr: float, batch: int, crop: tuple[
             f"_patch{int(crop[0])}-{int(crop[1])}_checkpoint{'_best' if best else ''}.pth.tar")
 
 
+def checkpoints_in(folder: str | Path, lam: float, best: bool = False) -> list[Path]:
+    """The checkpoint files for λ in `folder` (λ matched by float equality of the name's number), sorted."""
+    hits = []
+    for path in sorted(Path(folder).iterdir()):
+        m = CHECKPOINT_RE.match(path.name)
+        if m and bool(m["best"]) == best:
+            try:
+                if float(m["lam"]) == float(lam):
+                    hits.append(path)
+            except ValueError:
+                continue
+    return hits
+
+
 def find_checkpoint(directory: str | Path, task: str, lam: float, best: bool = False) -> Path:
     """The checkpoint for λ in `<directory>/<task>/`, else `<directory>/`.
 
@@ -37,15 +51,7 @@ def find_checkpoint(directory: str | Path, task: str, lam: float, best: bool = F
     for folder in searched:
         if not folder.is_dir():
             continue
-        hits = []
-        for path in sorted(folder.iterdir()):
-            m = CHECKPOINT_RE.match(path.name)
-            if m and bool(m["best"]) == best:
-                try:
-                    if float(m["lam"]) == lam:
-                        hits.append(path)
-                except ValueError:
-                    continue
+        hits = checkpoints_in(folder, lam, best)
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:

@@ -68,17 +68,14 @@ class FeatureHyperprior(ScaleHyperprior):
         """The frame width a column-normalized model codes (None: any width)."""
         return None if self.column_gain is None else int(self.column_gain.numel())
 
-    def _check_width(self, x: torch.Tensor) -> None:
-        if self.columns is not None and x.shape[-1] != self.columns:
-            raise HarnessError(f"this model normalizes {self.columns} columns; the frame has {x.shape[-1]}")
-
     def distortion_weights(self) -> torch.Tensor | float:
         """What a squared frame error is multiplied by to measure it on the network's scale per column."""
         return 1.0 if self.column_gain is None else self.column_gain**2
 
     def _to_net(self, x: torch.Tensor) -> torch.Tensor:
         if self.column_gain is not None:
-            self._check_width(x)
+            if x.shape[-1] != self.columns:
+                raise HarnessError(f"this model normalizes {self.columns} columns; the frame has {x.shape[-1]}")
             return (x - self.column_center.to(x)) * self.column_gain.to(x)
         return x if self._identity else (x - self.input_center) * self.input_gain
 

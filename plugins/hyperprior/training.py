@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from harness import HarnessError, pad_to_multiple
 from harness_plugins.hyperprior.checkpoints import CHECKPOINT_RE, checkpoint_name
@@ -35,10 +34,7 @@ def rd_loss(out: Mapping, x: torch.Tensor, lam: float, weights: torch.Tensor | f
     b, _, h, w = x.shape
     bits = sum(-torch.log2(lk).sum() for lk in out["likelihoods"].values())
     bpp = bits / (b * h * w)
-    if isinstance(weights, torch.Tensor):
-        mse = ((out["x_hat"] - x).square() * weights.to(x)).mean()
-    else:
-        mse = F.mse_loss(out["x_hat"], x) * weights
+    mse = ((out["x_hat"] - x).square() * torch.as_tensor(weights).to(x)).mean()
     return lam * 255.0**2 * mse + bpp, bpp, mse
 
 
@@ -52,15 +48,17 @@ def column_statistics(frames: Sequence[np.ndarray], indices: Sequence[int], floo
     A column whose std is below `floor` times the median column std gets the gain of that floor, so
     a (nearly) constant channel is not blown up into noise the network would pay bits for.
     """
-    widths = {frames[i].shape[1] for i in indices}
-    if len(widths) != 1:
-        raise HarnessError(f"train: column normalization needs frames of one width, got widths {sorted(widths)}")
     total = sq = None
     rows = 0
-    for i in indices:
+    for i in indices:  # one pass: the frames may be read lazily from disk
         f = np.asarray(frames[i], dtype=np.float64)
-        total = f.sum(axis=0) if total is None else total + f.sum(axis=0)
-        sq = (f * f).sum(axis=0) if sq is None else sq + (f * f).sum(axis=0)
+        if total is None:
+            total, sq = np.zeros(f.shape[1]), np.zeros(f.shape[1])
+        if f.shape[1] != total.size:
+            raise HarnessError(f"train: column normalization needs frames of one width, got {total.size} "
+                               f"and {f.shape[1]}")
+        total += f.sum(axis=0)
+        sq += (f * f).sum(axis=0)
         rows += f.shape[0]
     mean = total / rows
     std = np.sqrt(np.maximum(sq / rows - mean * mean, 0.0))
@@ -110,6 +108,17 @@ def epoch_batches(indices: Sequence[int], batch: int, steps: int, rng: np.random
         out.append(perm[:batch])
         perm = perm[batch:]
     return out
+
+
+def _check_recipe(stored: FeatureHyperprior, path: Path, network: tuple[int, int], column_norm: bool,
+                  input_norm: tuple[float, float]) -> None:
+    """HarnessError unless a stored model (resumed, or warm-start parent) has the recipe's network and normalization."""
+    have = ((stored.N, stored.M), stored.columns is not None, (stored.input_gain, stored.input_center))
+    want = (tuple(network), column_norm, tuple(float(v) for v in input_norm))
+    if have != want:
+        describe = "(N, M) = {}, column normalization {}, (gain, center) = {}".format
+        raise HarnessError(f"train: {path} holds a model with {describe(*have)}; this recipe needs {describe(*want)}; "
+                           "give another --out folder or the same settings")
 
 
 @dataclass
@@ -223,18 +232,9 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
         _adopt_previous_run(out_dir, lam, lr, batch, crop, last_path, best_path, log)
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location=dev, weights_only=True)
-        shape = (ckpt["state_dict"]["g_a.0.weight"].size(0), ckpt["state_dict"]["g_a.6.weight"].size(0))
-        if shape != tuple(network):
-            raise HarnessError(f"train: {last_path} holds a network with (N, M) = {shape}, not {tuple(network)}; "
-                               "give another --out folder or the same network")
+        _check_recipe(FeatureHyperprior.from_state_dict(ckpt["state_dict"]), last_path, network, column_norm,
+                      input_norm)
         model.load_state_dict(ckpt["state_dict"])
-        if (model.columns is not None) != column_norm:
-            raise HarnessError(f"train: {last_path} was trained {'with' if model.columns else 'without'} column "
-                               "normalization; give another --out folder or the same settings")
-        if (model.input_gain, model.input_center) != tuple(float(v) for v in input_norm):
-            raise HarnessError(f"train: {last_path} normalizes its input with (gain, center) = "
-                               f"{(model.input_gain, model.input_center)}, not {tuple(input_norm)}; give another "
-                               "--out folder or the same settings")
         optimizer.load_state_dict(ckpt["optimizer"])
         aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
         scheduler.load_state_dict(ckpt["lr_scheduler"])
@@ -248,12 +248,7 @@ def train(features: Sequence[np.ndarray], lam: float, out_dir: str | Path, crop:
         log(f"resumed from {last_path.name} after epoch {start - 1}")
     elif init_from is not None:
         parent = FeatureHyperprior.from_state_dict(read_state_dict(init_from))
-        scalar = (parent.input_gain, parent.input_center) == tuple(float(v) for v in input_norm)
-        if (parent.N, parent.M) != tuple(network) or (parent.columns is not None) != column_norm or not scalar:
-            raise HarnessError(f"train: {init_from} holds a network with (N, M) = {(parent.N, parent.M)} and "
-                               f"{'column' if parent.columns else 'scalar'} normalization (gain, center) = "
-                               f"{(parent.input_gain, parent.input_center)}; this recipe needs {tuple(network)} and "
-                               f"{'column' if column_norm else 'scalar'} normalization {tuple(input_norm)}")
+        _check_recipe(parent, Path(init_from), network, column_norm, input_norm)
         model.load_state_dict(parent.state_dict())
         model.to(dev)
         log(f"starting from the weights of {Path(init_from).name}")
