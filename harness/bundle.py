@@ -44,13 +44,16 @@ from harness.npyio import atomic_write_json, atomic_write_text, read_csv_checked
 from harness.run_meta import RunMeta, read_run_meta
 from harness.results import (METRICS_COLUMNS, METRICS_NUMBERS, ResultRecord, collect_records, read_bitstream,
                              records_frame)
-from harness.safe_io import read_regular
+from harness.formats.manifest import SCHEMA as BUNDLE_SCHEMA, SUBMITTER_FIELDS  # noqa: F401 (re-exported)
+from harness.formats.manifest import (CodecRef, Contents, CtcRef, DatasetRef, Manifest, ModelFile, PluginRef,
+                                      manifest_json)
+from harness.safe_io import read_regular, sha256_regular, walk_tree
 
-BUNDLE_SCHEMA = "fcm-harness-bundle/1"
+MAX_FILE_BYTES = 4 << 30  # one file of a bundle (the largest bitstreams of the paper CTC are MBs)
 ARCHIVE_ROOT = "bundle"  # the tar's top folder: fixed, so the bytes do not depend on --out
 ARCHIVE_MTIME = 946684800  # 2000-01-01T00:00:00Z for every member: packing time must not show
 MANIFEST, SUMS, BD_FILE = "manifest.json", "SHA256SUMS", "bd-rates.json"
-META_FIELDS = ("proponent", "contact", "licence", "title", "description", "url", "organisation")
+META_FIELDS = SUBMITTER_FIELDS
 MAX_META_BYTES = 64 << 10
 # A path of the packing machine: a "/" that starts a token (not N/A, 1/2 or the // of a URL).
 _ABSOLUTE = re.compile(r"(?<![\w.~:/\-])/[^\s'\",;:()\[\]]+")
@@ -109,16 +112,6 @@ def read_meta(path: Path | None) -> dict[str, str]:
         if not isinstance(value, str) or len(value) > 2000:
             raise HarnessError(f"{path}: field '{key}' must be text of at most 2000 characters")
     return dict(sorted(data.items()))
-
-
-def ctc_counts_model_bytes(ctc: CTC) -> bool:
-    """Whether the CTC adds a codec's model bytes to its rate ([bpfp] count_model_bytes; absent:
-    no, as the paper's BPFP counts bitstream bytes only)."""
-    try:
-        table = tomllib.loads((ctc.root / "ctc.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return bool(table.get("bpfp", {}).get("count_model_bytes", False))
 
 
 def model_file_entries(run: RunMeta, records: list[ResultRecord]) -> list[dict[str, Any]]:
@@ -218,7 +211,7 @@ def _stage_run(run_dir: Path, stage: Path, records: list[ResultRecord]) -> dict[
             totals["bitstreams"] += 1
             totals["bitstream_bytes"] += len(data)
     frame = records_frame(records).assign(error=lambda f: f.error.map(scrub))
-    (stage / "results.csv").write_text(frame.to_csv(index=False, float_format="%.10g"), encoding="utf-8")
+    (stage / "results.csv").write_text(frame.to_csv(index=False), encoding="utf-8")  # floats round-trip
     metrics = run_dir / "metrics.csv"
     if metrics.exists():
         read_csv_checked(metrics, "metrics table", METRICS_COLUMNS, METRICS_NUMBERS)  # a table, not anything
@@ -227,43 +220,46 @@ def _stage_run(run_dir: Path, stage: Path, records: list[ResultRecord]) -> dict[
 
 
 def bundle_run_json(meta: dict) -> dict:
-    """run.json as it travels: machine paths removed; roots emptied (the checker has its own)."""
+    """run.json as it travels: machine paths removed; roots emptied (the checker has its own); the
+    codec options once, in run_key.codec_options (schema 2)."""
+    from harness import schemas
+
     clean = scrub(meta)
     clean["ctc"] = {**clean["ctc"], "root": ""}
     clean["dataset"] = {**clean["dataset"], "root": ""}
+    clean["codec"] = {k: v for k, v in clean["codec"].items() if k != "options"}
+    clean["schema"] = schemas.RUN_JSON
     return clean
 
 
 def build_manifest(run: RunMeta, ctc: CTC, records: list[ResultRecord], totals: dict[str, Any],
-                   submitter: dict[str, str], has_metrics: bool) -> dict[str, Any]:
+                   submitter: dict[str, str], has_metrics: bool) -> Manifest:
     meta = run.raw
     codec, dataset, key = meta["codec"], meta["dataset"], meta.get("run_key", {})
-    return {
-        "schema": BUNDLE_SCHEMA,
-        "harness_version": __version__,
-        "run_harness_version": meta.get("harness_version"),
-        "ctc": {"name": ctc.name, "version": ctc.version, "sha256": ctc.sha256,
-                "counts_model_bytes": ctc_counts_model_bytes(ctc), "anchors": list(ctc.anchors)},
-        "dataset": {"name": dataset["name"], "synthetic": bool(dataset.get("synthetic")),
-                    "samples": dataset.get("samples", {}), "content_sha256": dataset.get("content_sha256", {}),
-                    "sample_lists": key.get("sample_lists", {})},
-        "codec": {"name": codec["name"], "version": codec.get("version"), "family": codec.get("family"),
-                  "input_kind": codec.get("input_kind"), "rate_parameter": codec.get("rate_parameter"),
-                  "options": scrub(codec.get("options", {})), "tools": scrub(codec.get("tools", {})),
-                  "quant_rule": key.get("quant_rule"), "plugin": plugin_entry(run)},
-        "model_files": model_file_entries(run, records),
-        "environment": scrub({"machine": meta.get("machine", {}),
-                              **{k: meta[k] for k in ("libraries", "device", "threads") if k in meta}}),
-        "submitter": submitter,
-        "contents": {**totals, "records": len(records), "metrics": has_metrics,
-                     "rate_points": sorted({f"{r.task}/{r.rate_parameter}{r.rate_point:g}" for r in records})},
-    }
+    plugin = plugin_entry(run)
+    return Manifest(
+        path=Path(MANIFEST), harness_version=__version__, run_harness_version=meta.get("harness_version"),
+        ctc=CtcRef(ctc.name, ctc.version, ctc.sha256),
+        dataset=DatasetRef(run.dataset, run.synthetic, dict(dataset.get("samples", {})),
+                           dict(dataset.get("content_sha256", {})), dict(key.get("sample_lists", {}))),
+        codec=CodecRef(run.codec, run.codec_version, run.family, run.input_kind, codec.get("rate_parameter", ""),
+                       scrub(run.options), run.quant_rule,
+                       PluginRef(plugin["distribution"], plugin["distribution_version"], plugin["entry_point"],
+                                 plugin["module"]), scrub(codec.get("tools", {}))),
+        model_files=tuple(ModelFile(m["name"], m["size"], m["sha256"], tuple(m["used_by"]))
+                          for m in model_file_entries(run, records)),
+        submitter=submitter,
+        contents=Contents(len(records), totals["bitstreams"], totals["bitstream_bytes"], has_metrics,
+                          tuple(sorted({f"{r.task}/{r.rate_parameter}{r.rate_point:g}" for r in records}))),
+        environment=scrub({"machine": meta.get("machine", {}),
+                           **{k: meta[k] for k in ("libraries", "device", "threads") if k in meta}}),
+    )
 
 
 def sums_text(root: Path) -> str:
     """SHA256SUMS of every file under `root` but SHA256SUMS itself, sorted by path (sha256sum -c format)."""
-    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
-    return "".join(f"{_sha256(path.read_bytes())}  {rel}\n" for rel, path in files if rel != SUMS)
+    return "".join(f"{sha256_regular(root / rel, MAX_FILE_BYTES)}  {rel}\n" for rel in walk_tree(root).files
+                   if rel != SUMS)
 
 
 def write_archive(root: Path, archive: Path) -> None:
@@ -328,7 +324,7 @@ def pack(run_dir: Path, out: Path | None = None, meta_file: Path | None = None, 
         from harness.sheet import write_sheet
         write_sheet(stage, ctc, run.codec)
         manifest = build_manifest(run, ctc, records, totals, submitter, has_metrics)
-        (stage / MANIFEST).write_bytes(_json_bytes(_strict(manifest)))
+        (stage / MANIFEST).write_bytes(_json_bytes(_strict(manifest_json(manifest))))
         (stage / SUMS).write_text(sums_text(stage), encoding="utf-8")
         _tidy_modes(stage)
         write_archive(stage, out.with_name(out.name + ".tar"))
@@ -366,40 +362,74 @@ def _strict(obj: Any) -> Any:
     return obj
 
 
-def extract_archive(archive: Path, into: Path, limit: int = 8 << 30) -> Path:
-    """Unpack a bundle archive made by `pack` (untrusted): only regular files and folders under
-    `bundle/`, no links, devices, absolute or '..' names, at most `limit` bytes in all."""
-    total = 0
+# Caps on what an archive may unpack to: a bundle of the paper CTC is a few GB at most; a mini
+# bundle a few MB. Counted from the headers before anything is written.
+MAX_ARCHIVE_BYTES = 8 << 30
+MAX_ARCHIVE_MEMBERS = 200_000
+MAX_ARCHIVE_DEPTH = 8  # bundle/bitstreams/<task>/<rate>/<sample>.bin is 5
+
+
+def extract_archive(archive: Path, into: Path, limit: int = MAX_ARCHIVE_BYTES) -> Path:
+    """Unpack a bundle archive made by `pack` (untrusted), with the semantics of tarfile's `data`
+    filter and more: only regular files and folders under `bundle/`; no links, devices, FIFOs,
+    sparse or absolute members, no '..', no duplicate names, names in UTF-8 of plain components;
+    at most `limit` bytes, MAX_ARCHIVE_MEMBERS members and MAX_ARCHIVE_DEPTH levels. Everything is
+    checked from the headers before the first byte is written."""
+    archive = Path(archive)
     try:
         with tarfile.open(archive, mode="r:") as tar:
-            for member in tar:
-                name = member.name
-                parts = Path(name).parts
-                if (name.startswith("/") or ".." in parts or not parts or parts[0] != ARCHIVE_ROOT
-                        or not (member.isreg() or member.isdir())):
-                    raise RunError(f"{archive}: member {name[:80]!r} is not a plain file or folder under "
-                                   f"{ARCHIVE_ROOT}/; not a bundle made by harness pack")
-                total += member.size
-                if total > limit:
-                    raise RunError(f"{archive}: unpacks to more than {limit} bytes")
-                target = into / name
+            members = _checked_members(archive, tar, limit)
+            for member in members:
+                target = into / member.name
                 if member.isdir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
-                with open(target, "xb") as fh:  # x: a second member of the same name is refused
+                with open(target, "xb") as fh:  # x: never overwrite, never follow a link
                     shutil.copyfileobj(source, fh)
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, EOFError) as exc:
         raise RunError(f"{archive}: not a readable bundle archive ({exc})") from None
+    except OSError as exc:
+        raise RunError(f"{archive}: cannot be unpacked here ({exc.strerror or exc})") from None
     return into / ARCHIVE_ROOT
 
 
+def _checked_members(archive: Path, tar: tarfile.TarFile, limit: int) -> list[tarfile.TarInfo]:
+    members, names, total = [], set(), 0
+    for member in tar:
+        if len(members) >= MAX_ARCHIVE_MEMBERS:
+            raise RunError(f"{archive}: more than {MAX_ARCHIVE_MEMBERS} members; not a bundle made by harness pack")
+        name = member.name
+        shown = name.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:80]
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RunError(f"{archive}: member {shown!r} has a name that is not UTF-8") from None
+        parts = name.rstrip("/").split("/")
+        if (name.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] != ARCHIVE_ROOT
+                or any(c < " " or c == "\\" for c in name)):
+            raise RunError(f"{archive}: member {shown!r} is not a plain path under {ARCHIVE_ROOT}/")
+        if len(parts) > MAX_ARCHIVE_DEPTH:
+            raise RunError(f"{archive}: member {shown!r} is nested more than {MAX_ARCHIVE_DEPTH} levels deep")
+        if not (member.isreg() or member.isdir()) or member.issparse():
+            raise RunError(f"{archive}: member {shown!r} is not a plain file or folder (links, devices, FIFOs "
+                           "and sparse files are refused)")
+        key = "/".join(parts)
+        if key in names:
+            raise RunError(f"{archive}: member {shown!r} appears twice")
+        names.add(key)
+        total += member.size
+        if total > limit:
+            raise RunError(f"{archive}: unpacks to more than {limit} bytes")
+        members.append(member)
+    return members
+
+
 def load_json_file(path: Path, limit: int = 16 << 20) -> Any:
-    try:
-        return json.loads(read_regular(path, limit=limit))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
+    from harness.formats.base import read_json
+
+    return read_json(path, limit)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -42,12 +42,17 @@ def crosscheck(
     ctc: CtcOpt = None,
     reencode: Annotated[int, typer.Option(min=0, help="Also re-encode N seeded samples per task at every rate "
                                                       "point and compare the bitstreams (encoder determinism).")] = 0,
+    accept: Annotated[Optional[list[str]], typer.Option(
+        help="Accept a gap by name instead of failing: subset (records cover part of the sample lists or rate "
+             "points), no-dataset, no-plugin.")] = None,
+    checker: Annotated[str, typer.Option(help="Who checks (a lab or person), shown on the report and leaderboard.")] = "",
 ) -> None:
     """Check a bundle: hashes, plugin and models, fresh decodes, BPFP, re-scored metrics, BD-rates."""
     from harness.crosscheck import CrosscheckRequest, crosscheck as run_crosscheck
 
     result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc, heads,
-                                              weights, tuple(_options(option).items()), reencode))
+                                              weights, tuple(_options(option).items()), reencode,
+                                              tuple(accept or ()), checker))
     for check in result.checks:
         typer.echo(f"{check.verdict.upper():5} {check.name}: {check.summary}")
         for problem in check.problems[:5] if check.verdict != "pass" else ():

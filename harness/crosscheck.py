@@ -1,30 +1,38 @@
 """`harness crosscheck BUNDLE`: a second lab checks a submission bundle from its bytes alone.
 
-Every file of the bundle is untrusted input. The checks, each with its own verdict:
+Every file of the bundle is hostile input, and nothing in it chooses what runs here: the codec is
+the one installed here (by name and version), options that name programs, paths or local settings
+are the checker's own (`Option.local`), the CTC is one of the checker's (by sha256), the anchors are
+that CTC's. The bundle is read once into a `Context`; each check has one signature
+`(ctx, check)` and declares the checks it needs: a failed or skipped prerequisite skips it with
+the reason. Every malformed file is a FAIL row naming file and field, and crosscheck.json is always
+written.
 
-    integrity   SHA256SUMS covers every file, every hash matches (names the file)
-    manifest    schema, fields, and agreement with run.json and the records (names the field)
-    records     every record in its place, results.csv row for row the records, every
-                bitstream of the recorded size and sha256, no stray bitstream
+    integrity   SHA256SUMS covers every file, every hash matches; no links or special files
+    records     every record in its place, results.csv row for row the records, bitstreams
+    manifest    typed manifest.json and run.json, each other, the records; the CTC is the checker's
     plugin      the installed codec plugin is the bundle's (version, distribution)
     models      the installed codec's model files are the bundle's (name, size, sha256)
-    dataset     the checker's dataset is the bundle's (sample lists, feature hashes)
-    decode      every bitstream decoded in a fresh process gives the recorded reconstruction
+    dataset     the checker's dataset: every record's feature sha256 is the dataset's
+    coverage    every task's records cover its sample list at the codec's rate points
+    decode      every bitstream decoded in a capped decode-only worker gives its reconstruction
+    distortion  feature MSE re-measured from the decoded and the dataset's features
     bpfp        BPFP recomputed from the bytes and the dataset's point counts
     metrics     task metrics re-scored from decoded features (all samples, or a seeded subset)
-    bd-rates    BD-rates recomputed against the CTC's anchors
+    re-encode   (asked for) seeded samples re-encoded here give the same bytes
+    bd-rates    BD-rates recomputed against the checker's CTC's anchors
     sheet       the result sheet (sheet.csv, sheet.xlsx) recomputed, byte for byte
 
-`pass`, `fail`, `warn` (not a failure, but read it) or `skip` (could not be checked here, with
-the reason). Any `fail` makes the command exit non-zero.
+`pass`, `fail`, `warn` (not a failure, but read it) or `skip` (not checked here, with the reason).
+Any `fail` makes the command exit non-zero; so does a check that could not run for want of a
+dataset or plugin, unless the checker accepts that by name (`--accept no-dataset`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
-import hashlib
+from dataclasses import dataclass, field
 from importlib import resources
 import json
 import math
@@ -37,17 +45,18 @@ from typing import Any
 
 import jinja2
 
-from harness.bundle import (BD_FILE, BUNDLE_SCHEMA, MANIFEST, SUMS, bd_rates, extract_archive, load_json_file,
-                            write_json, write_text)
-from harness.ctc import CTC, ctc_of_run
+from harness.bundle import (BD_FILE, MANIFEST, SUMS, bd_rates, extract_archive, load_json_file, write_json,
+                            write_text)
+from harness.ctc import CTC, checker_ctc
 from harness.errors import HarnessError, RunError
+from harness.formats.crosscheck import MAX_PROBLEMS, CheckResult, CrosscheckReport, outcome, report_json
+from harness.formats.manifest import Manifest, read_manifest
 from harness.jobs import input_dtype
 from harness.npyio import read_csv_checked
-from harness.provenance import load_run_meta
-from harness.run_meta import RunMeta
+from harness.run_meta import RunMeta, read_run_meta
 from harness.results import (COLUMNS, METRICS_COLUMNS, METRICS_NUMBERS, ResultRecord, collect_records,
                              read_bitstream, table_records)
-from harness.safe_io import inside, is_sha256, read_regular
+from harness.safe_io import inside, is_sha256, read_regular, sha256_regular, walk_tree
 from harness.verify import VerifyJob, decode_and_hash
 
 # Re-scoring runs the task heads on another machine: bit-identical decoded features (checked by
@@ -57,7 +66,13 @@ from harness.verify import VerifyJob, decode_and_hash
 METRIC_TOLERANCE: dict[str, tuple[float, float]] = {"default": (1e-4, 1e-6), "tti": (1e-2, 1e-3)}
 BPFP_TOLERANCE = 1e-9  # BPFP is arithmetic on integers: only float formatting may differ
 BD_TOLERANCE = 1e-6  # percent: the same numbers through the same code
+# Feature MSE from the same reconstruction through the same code: only summation order may differ.
+MSE_TOLERANCE = 1e-6
+# A reconstruction whose hash differs (a float decoder on another machine) is accepted as "not
+# bit-exact here" when its MSE is within this relative distance of the claimed one.
+NOT_BIT_EXACT_MSE_TOLERANCE = 1e-2
 VERDICTS = ("pass", "warn", "skip", "fail")
+ACCEPTABLE = ("subset", "no-dataset", "no-plugin")  # gaps a checker may accept by name (--accept)
 
 
 @dataclass
@@ -70,6 +85,16 @@ class Check:
     def fail(self, problem: str) -> None:
         self.verdict = "fail"
         self.problems.append(problem)
+
+    def warn(self, problem: str) -> None:
+        self.verdict = "warn" if self.verdict == "pass" else self.verdict
+        self.problems.append(problem)
+
+    def result(self) -> CheckResult:
+        shown = self.problems[:MAX_PROBLEMS]
+        if len(self.problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(self.problems) - MAX_PROBLEMS} more")
+        return CheckResult(self.name, self.verdict, self.summary, tuple(shown))
 
 
 @dataclass
@@ -86,9 +111,7 @@ class CrosscheckResult:
 
     @property
     def verdict(self) -> str:
-        if not self.ok:
-            return "fail"
-        return "pass" if all(c.verdict == "pass" for c in self.checks) else "pass with notes"
+        return outcome([c.result() for c in self.checks])
 
 
 @dataclass(frozen=True)
@@ -105,16 +128,50 @@ class CrosscheckRequest:
     weights: Path | None = None
     options: tuple[tuple[str, str], ...] = ()  # -o KEY=VALUE: the checker's own values (e.g. models=DIR)
     reencode: int = 0  # re-encode N seeded samples per task at every rate point (0: no encoder check)
+    accept: tuple[str, ...] = ()  # gaps accepted by name (ACCEPTABLE)
+    checker: str = ""  # who checks (shown on the report and the leaderboard)
 
 
 SCRUBBED = "<path>"
 
 
-def codec_options(manifest: dict, request: CrosscheckRequest) -> dict[str, str]:
-    """The bundle's codec options with the checker's -o values on top: an option that held a path
-    of the packing machine (scrubbed to '<path>', e.g. klt's models=DIR) must be given here."""
-    options = manifest.get("codec", {}).get("options", {})
-    return {**(options if isinstance(options, dict) else {}), **dict(request.options)}
+@dataclass
+class Context:
+    """The bundle as read once: each check reads what earlier checks put here."""
+    request: CrosscheckRequest
+    root: Path
+    work: Path
+    strange: tuple[str, ...] = ()  # links and special files found by the integrity check
+    manifest: Manifest | None = None
+    run: RunMeta | None = None
+    ctc: CTC | None = None
+    records: list[ResultRecord] = field(default_factory=list)
+    spec: Any = None  # the installed CodecSpec
+    options: dict[str, str] = field(default_factory=dict)  # what the decoders here run with
+    ignored: list[str] = field(default_factory=list)  # bundle options not taken
+    source: Any = None  # the checker's DatasetSource
+    points: dict[tuple[str, str], int] | None = None
+    mismatched: dict[str, str] = field(default_factory=dict)  # record path -> problem: decoded, other hash
+    not_bit_exact: list[str] = field(default_factory=list)  # of those, the ones whose MSE agrees (figures)
+    metrics: Any = None  # metrics.csv, checked
+
+    @property
+    def ok_records(self) -> list[ResultRecord]:
+        return [r for r in self.records if r.status == "ok"]
+
+    @property
+    def codec_name(self) -> str:
+        return self.manifest.codec.name if self.manifest else ""
+
+
+def codec_options(ctx: Context) -> tuple[dict[str, str], list[str]]:
+    """The bundle's coding options with the checker's -o values on top; options that name programs,
+    paths or settings of the packing machine (Option.local) are never taken from the bundle."""
+    from harness.options import coding_options
+
+    assert ctx.run is not None and ctx.spec is not None
+    kept, ignored = coding_options(ctx.spec.options, ctx.run.options)
+    return {**kept, **dict(ctx.request.options)}, ignored
 
 
 def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
@@ -131,7 +188,13 @@ def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
 # ---------------------------------------------------------------- integrity
 
 
-def check_integrity(root: Path, check: Check) -> None:
+def check_integrity(root: Path, check: Check) -> tuple[str, ...]:
+    """Hashes against SHA256SUMS; returns the links and special files found (never followed)."""
+    from harness.bundle import MAX_FILE_BYTES
+
+    tree = walk_tree(root)
+    for entry in tree.strange:
+        check.fail(f"{root}/{entry}: a bundle holds only regular files and folders")
     text = read_regular(root / SUMS, limit=64 << 20).decode("utf-8", errors="replace")
     listed: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
@@ -140,61 +203,64 @@ def check_integrity(root: Path, check: Check) -> None:
             raise RunError(f"{root / SUMS}:{number}: not '<sha256>  <path>'")
         inside(root, name, f"{root / SUMS}:{number}", "path")
         listed[name] = digest
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()} - {SUMS}
+    present = set(tree.files) - {SUMS}
     for name in sorted(present - set(listed)):
         check.fail(f"{root / name}: not listed in {SUMS}")
     for name in sorted(set(listed) - present):
         check.fail(f"{root / name}: listed in {SUMS} but missing")
     for name in sorted(set(listed) & present):
         try:
-            data = read_regular(root / name)
+            digest = sha256_regular(root / name, MAX_FILE_BYTES)
         except HarnessError as exc:
             check.fail(str(exc))
             continue
-        if hashlib.sha256(data).hexdigest() != listed[name]:
+        if digest != listed[name]:
             check.fail(f"{root / name}: sha256 differs from {SUMS}")
     if MANIFEST not in listed:
         check.fail(f"{root / SUMS}: does not list {MANIFEST}")
     check.summary = (f"{len(listed)} files match {SUMS}" if check.verdict == "pass"
                      else f"{len(check.problems)} file(s) do not match {SUMS}")
+    return tree.strange
 
 
 # ---------------------------------------------------------------- manifest
 
 
-def _field(data: dict, dotted: str) -> Any:
-    value: Any = data
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def check_manifest(root: Path, manifest: dict, meta: dict, records: list[ResultRecord], check: Check) -> None:
+def check_manifest(ctx: Context, check: Check) -> None:
+    """The typed manifest and run.json, the checker's CTC by their sha256, and their agreement."""
+    root = ctx.root
+    manifest = read_manifest(root)
+    run = read_run_meta(root)
     where = root / MANIFEST
-    if manifest.get("schema") != BUNDLE_SCHEMA:
-        check.fail(f"{where}: field 'schema' is {str(manifest.get('schema'))[:40]!r}; "
-                   f"this harness reads {BUNDLE_SCHEMA}")
-        return
-    for name in ("ctc.sha256", "ctc.name", "dataset.name", "codec.name", "codec.version", "codec.plugin.distribution"):
-        if not isinstance(_field(manifest, name), str):
-            check.fail(f"{where}: field '{name}' missing or not text")
-    pairs = [("ctc.sha256", "ctc.sha256"), ("ctc.name", "ctc.name"), ("ctc.version", "ctc.version"),
-             ("dataset.name", "dataset.name"), ("dataset.content_sha256", "dataset.content_sha256"),
-             ("dataset.sample_lists", "run_key.sample_lists"), ("codec.name", "codec.name"),
-             ("codec.version", "codec.version"), ("codec.options", "codec.options"),
-             ("codec.quant_rule", "run_key.quant_rule")]
-    for ours, theirs in pairs:
-        if _field(manifest, ours) != _field(meta, theirs):
-            check.fail(f"{where}: field '{ours}' is {str(_field(manifest, ours))[:80]!r}, but run.json's "
-                       f"'{theirs}' is {str(_field(meta, theirs))[:80]!r}")
-    for record in records:
-        if record.codec != _field(manifest, "codec.name") or record.codec_version != _field(manifest, "codec.version"):
-            label = f"{record.task}/{record.rate_parameter}{record.rate_point:g}/{record.sample}"
-            check.fail(f"{root}/records/{label}.json: "
-                       f"fields 'codec'/'codec_version' are {record.codec} {record.codec_version}, the manifest's "
-                       f"{_field(manifest, 'codec.name')} {_field(manifest, 'codec.version')}")
+    ctx.ctc = checker_ctc(manifest.ctc.sha256, where, ctx.request.ctc_dir)
+    ctx.manifest, ctx.run = manifest, run
+    key = run.raw.get("run_key", {})
+    recorded_ctc = run.raw.get("ctc", {})
+    pairs = [("ctc.sha256", manifest.ctc.sha256, "ctc.sha256", recorded_ctc.get("sha256")),
+             ("ctc.sha256", manifest.ctc.sha256, "run_key.ctc_sha256", key.get("ctc_sha256")),
+             ("dataset.name", manifest.dataset.name, "dataset.name", run.dataset),
+             ("dataset.content_sha256", dict(manifest.dataset.content_sha256), "dataset.content_sha256",
+              run.raw.get("dataset", {}).get("content_sha256", {})),
+             ("dataset.sample_lists", dict(manifest.dataset.sample_lists), "run_key.sample_lists",
+              key.get("sample_lists", {})),
+             ("codec.name", manifest.codec.name, "codec.name", run.codec),
+             ("codec.version", manifest.codec.version, "codec.version", run.codec_version),
+             ("codec.options", dict(manifest.codec.options), "run_key.codec_options", run.options),
+             ("codec.quant_rule", manifest.codec.quant_rule, "run_key.quant_rule", run.quant_rule)]
+    for ours, mine, theirs, value in pairs:
+        if mine != value:
+            check.fail(f"{where}: field '{ours}' is {str(mine)[:80]!r}, but run.json's '{theirs}' is "
+                       f"{str(value)[:80]!r}")
+    for record in ctx.records:
+        if record.codec != manifest.codec.name or record.codec_version != manifest.codec.version:
+            check.fail(f"{root}/{record.record_path}: fields 'codec'/'codec_version' are {record.codec} "
+                       f"{record.codec_version}, the manifest's {manifest.codec.name} {manifest.codec.version}")
             break
-    check.summary = "schema, CTC, dataset and codec agree with run.json and the records"
+    if ctx.records and manifest.contents.records != len(ctx.records):
+        check.fail(f"{where}: field 'contents.records' is {manifest.contents.records}; the bundle holds "
+                   f"{len(ctx.records)} records")
+    check.summary = (f"schema, run.json and the records agree; CTC {ctx.ctc.name} {ctx.ctc.version} "
+                     f"({ctx.ctc.sha256[:12]}) is the checker's own")
 
 
 # ---------------------------------------------------------------- records and bitstreams
@@ -238,49 +304,63 @@ def check_records(root: Path, records: list[ResultRecord], check: Check) -> None
 # ---------------------------------------------------------------- plugin and model files
 
 
-def check_plugin(manifest: dict, options: dict[str, str], check: Check) -> None:
+def check_plugin(ctx: Context, check: Check) -> None:
+    """The codec installed here is the bundle's; never a module or entry point the bundle names."""
     from harness.registry import default_registry
 
-    codec = manifest["codec"]
-    for key, value in sorted(options.items()):
+    assert ctx.manifest is not None
+    codec = ctx.manifest.codec
+    try:
+        registered = default_registry().codec(codec.name)
+    except HarnessError:
+        message = (f"codec '{codec.name}' {codec.version} is not installed here; install it to check this bundle: "
+                   f"{ctx.manifest.install_hint()}")
+        if "no-plugin" in ctx.request.accept:
+            check.verdict, check.summary = "skip", message + " (accepted: --accept no-plugin)"
+        else:
+            check.fail(message)
+        return
+    spec, source = registered.spec, registered.source
+    ctx.spec = spec
+    if spec.version != codec.version:
+        check.fail(f"{MANIFEST}: field 'codec.version' is {codec.version!r}; installed {codec.name} is "
+                   f"{spec.version!r} (from {source.describe()}); install {ctx.manifest.install_hint()}")
+    if source.distribution != codec.plugin.distribution:
+        check.fail(f"{MANIFEST}: field 'codec.plugin.distribution' is {codec.plugin.distribution!r}; installed "
+                   f"{codec.name} comes from {source.distribution!r}")
+    elif source.version != codec.plugin.distribution_version:
+        check.warn(f"{MANIFEST}: field 'codec.plugin.distribution_version' is "
+                   f"{codec.plugin.distribution_version!r}; installed {source.distribution} is {source.version!r} "
+                   "(same codec version; decoding decides)")
+    ctx.options, ctx.ignored = codec_options(ctx)
+    for key, value in sorted(ctx.options.items()):
         if SCRUBBED in str(value):
             check.fail(f"{MANIFEST}: codec option '{key}' was a path on the packing machine; give yours with "
                        f"-o {key}=VALUE")
-    try:
-        registered = default_registry().codec(codec["name"])
-    except HarnessError as exc:
-        check.fail(f"codec plugin not installed here: {exc}")
-        return
-    spec, source, plugin = registered.spec, registered.source, codec.get("plugin", {})
-    if spec.version != codec.get("version"):
-        check.fail(f"{MANIFEST}: field 'codec.version' is {codec.get('version')!r}; installed {codec['name']} is "
-                   f"{spec.version!r} (from {source.describe()})")
-    if source.distribution != plugin.get("distribution"):
-        check.fail(f"{MANIFEST}: field 'codec.plugin.distribution' is {plugin.get('distribution')!r}; installed "
-                   f"{codec['name']} comes from {source.distribution!r}")
-    elif source.version != plugin.get("distribution_version"):
-        check.verdict = "warn" if check.verdict == "pass" else check.verdict
-        check.problems.append(f"{MANIFEST}: field 'codec.plugin.distribution_version' is "
-                              f"{plugin.get('distribution_version')!r}; installed {source.distribution} is "
-                              f"{source.version!r} "
-                              "(same codec version; decoding decides)")
-    missing = spec.missing()
+    # a folder of the packing machine the codec needs (klt's models=DIR): the checker names its own
+    for key in ctx.ignored:
+        if SCRUBBED in str(ctx.run.options.get(key)) and key not in dict(ctx.request.options):
+            check.fail(f"{MANIFEST}: codec option '{key}' was a path on the packing machine; give yours with "
+                       f"-o {key}=VALUE")
+    missing = spec.missing(ctx.options)
     if missing:
-        check.fail(f"codec '{codec['name']}' cannot run here: {missing}")
+        check.fail(f"codec '{codec.name}' cannot run here: {missing}")
     if check.verdict != "fail":
         try:
-            spec.open(dict(options))  # options it refuses, or model files it cannot find: said here
+            spec.open(dict(ctx.options))  # options it refuses, or model files it cannot find: said here
         except Exception as exc:  # a plugin may raise anything
-            check.fail(f"codec '{codec['name']}' cannot be built with options {options}: {exc}")
-    check.summary = f"installed {codec['name']} {spec.version} from {source.describe()}"
+            check.fail(f"codec '{codec.name}' cannot be built with options {ctx.options}: {exc}")
+    ignored = (f"; not taken from the bundle (this machine's settings): {', '.join(ctx.ignored)}"
+               if ctx.ignored else "")
+    check.summary = f"installed {codec.name} {spec.version} from {source.describe()}{ignored}"
 
 
-def check_models(manifest: dict, options: dict[str, str], records: list[ResultRecord], check: Check) -> None:
+def check_models(ctx: Context, check: Check) -> None:
     from harness.feature_hashes import file_sha256
-    from harness.registry import default_registry
 
-    wanted = {(m.get("name"), m.get("sha256")): m for m in manifest.get("model_files", [])}
-    spec = default_registry().codec(manifest["codec"]["name"]).spec
+    assert ctx.manifest is not None
+    spec, options, records = ctx.spec, ctx.options, ctx.records
+    wanted = {(m.name, m.sha256): m for m in ctx.manifest.model_files}
     if spec.model_files is None:
         if wanted:
             check.fail(f"{MANIFEST}: lists {len(wanted)} model file(s), but the installed codec declares none")
@@ -299,50 +379,66 @@ def check_models(manifest: dict, options: dict[str, str], records: list[ResultRe
     for key in sorted(set(found) - set(wanted)):
         check.fail(f"installed model file {key[0]} (sha256 {key[1][:12]}) is not in {MANIFEST}")
     for key in sorted(set(found) & set(wanted)):
-        if found[key] != wanted[key].get("size"):
-            check.fail(f"{MANIFEST}: model file {key[0]}: field 'size' is {wanted[key].get('size')}, "
-                       f"installed {found[key]}")
+        if found[key] != wanted[key].size:
+            check.fail(f"{MANIFEST}: model file {key[0]}: field 'size' is {wanted[key].size}, installed {found[key]}")
     check.summary = f"{len(wanted)} model file(s) match"
 
 
-# ---------------------------------------------------------------- dataset, decode, bpfp
+# ---------------------------------------------------------------- dataset, coverage, decode, distortion, bpfp
 
 
-def resolve_dataset_for(manifest: dict, ctc: CTC, request: CrosscheckRequest):
+def resolve_dataset_for(ctx: Context):
     """The checker's copy of the dataset: --dataset / --data-root, else the built-in dataset whose
     label the bundle names (e.g. demo-v3, mini-v2-...). None when there is none."""
     from harness.registry import default_registry
     from harness.sources import resolve_dataset
 
-    registry = default_registry()
+    registry, request = default_registry(), ctx.request
     if request.dataset or request.data_root:
-        return resolve_dataset(request.dataset, request.data_root, ctc, registry, progress=False)
-    label = manifest["dataset"]["name"]
+        return resolve_dataset(request.dataset, request.data_root, ctx.ctc, registry, progress=False)
+    label = ctx.manifest.dataset.name
     for name in sorted(registry.datasets):
         if label.startswith(f"{name}-v"):
-            return resolve_dataset(name, None, ctc, registry, progress=False)
+            return resolve_dataset(name, None, ctx.ctc, registry, progress=False)
     return None
 
 
-def check_dataset(manifest: dict, records: list[ResultRecord], source, check: Check) -> dict[tuple[str, str], int]:
-    """Points per (task, sample) from the checker's feature files; their hashes against the records."""
+def check_dataset(ctx: Context, check: Check) -> None:
+    """Points per (task, sample) from the checker's feature files; every record names its feature's
+    sha256 and it must be the dataset's."""
     from harness.feature_hashes import content_fingerprint, file_sha256
     from harness.npyio import read_npy_header
 
+    manifest = ctx.manifest
+    ctx.source = resolve_dataset_for(ctx)
+    if ctx.source is None:
+        message = (f"no dataset here for the bundle's '{manifest.dataset.name}': give --dataset NAME or --data-root "
+                   "DIR (features, distortion and metrics cannot be checked without it)")
+        if "no-dataset" in ctx.request.accept:
+            check.verdict, check.summary = "skip", message + " (accepted: --accept no-dataset)"
+        else:
+            check.fail(message)
+        return
+    source = ctx.source
     points: dict[tuple[str, str], int] = {}
-    if source.label != manifest["dataset"]["name"]:
-        check.verdict = "warn"
-        check.problems.append(f"the dataset here is '{source.label}', the bundle's '{manifest['dataset']['name']}' "
-                              "(feature hashes decide)")
-    digests: dict[str, dict[str, str]] = {}
-    for task, wanted in sorted(manifest["dataset"].get("sample_lists", {}).items()):
+    if source.label != manifest.dataset.name:
+        check.warn(f"the dataset here is '{source.label}', the bundle's '{manifest.dataset.name}' "
+                   "(feature hashes decide)")
+    for task, wanted in sorted(manifest.dataset.sample_lists.items()):
         have = source.dataset.fingerprint([task])
         if have != wanted:
-            check.fail(f"{MANIFEST}: field 'dataset.sample_lists.{task}' is {str(wanted)[:12]}, the sample list "
-                       f"here {have[:12]} ({source.dataset.sample_list_path(task)})")
-    for record in records:
+            check.fail(f"{MANIFEST}: field 'dataset.sample_lists.{task}' is {wanted[:12]}, the sample list here "
+                       f"{have[:12]} ({source.dataset.sample_list_path(task)})")
+    digests: dict[str, dict[str, str]] = {}
+    for record in ctx.records:
         key = (record.task, record.sample)
+        if not is_sha256(record.feature_sha256):
+            check.fail(f"{ctx.root}/{record.record_path}: field 'feature_sha256' is empty or not a sha256; "
+                       "every record names the feature it coded")
         if key in points:
+            wanted = digests.get(record.task, {}).get(record.sample)
+            if is_sha256(record.feature_sha256) and wanted and record.feature_sha256 != wanted:
+                check.fail(f"{ctx.root}/{record.record_path}: field 'feature_sha256' differs from the dataset's")
             continue
         path = source.dataset.feature_path(record.task, record.sample)
         try:
@@ -353,14 +449,52 @@ def check_dataset(manifest: dict, records: list[ResultRecord], source, check: Ch
         points[key] = math.prod(header.shape)
         digest = file_sha256(path)
         digests.setdefault(record.task, {})[record.sample] = digest
-        if record.feature_sha256 and digest != record.feature_sha256:
-            check.fail(f"{path}: sha256 differs from field 'feature_sha256' of the bundle's "
-                       f"{record.task}/{record.sample} records")
-    for task, wanted in sorted(manifest["dataset"].get("content_sha256", {}).items()):
+        if is_sha256(record.feature_sha256) and digest != record.feature_sha256:
+            check.fail(f"{ctx.root}/{record.record_path}: field 'feature_sha256' differs from the sha256 of "
+                       f"{path} (another sample's bitstream?)")
+    for task, wanted in sorted(manifest.dataset.content_sha256.items()):
         if task in digests and content_fingerprint(digests[task]) != wanted:
             check.fail(f"{MANIFEST}: field 'dataset.content_sha256.{task}' differs from the features here")
-    check.summary = f"{len(points)} features of '{source.label}' match the bundle's hashes"
-    return points
+    ctx.points = points
+    check.summary = f"{len(points)} features of '{source.label}' match the bundle's records"
+
+
+def check_coverage(ctx: Context, check: Check) -> None:
+    """Each task's records: the codec's rate points only, and at each the whole sample list (a subset
+    fails unless the checker accepts it by name)."""
+    from harness.runner import codec_rate_points
+
+    accepted = "subset" in ctx.request.accept
+    counts = []
+    for task in sorted({r.task for r in ctx.records}):
+        records = [r for r in ctx.records if r.task == task]
+        try:
+            allowed = codec_rate_points(ctx.spec, ctx.ctc, task)
+        except HarnessError as exc:
+            check.fail(f"task '{task}': {exc}")
+            continue
+        listed = ctx.source.dataset.sample_ids(task)
+        for point in sorted({r.rate_point for r in records}):
+            if point not in allowed:
+                check.fail(f"{ctx.root}/records/{task}: rate point {point:g} is not one of {ctx.codec_name}'s "
+                           f"({', '.join(f'{p:g}' for p in allowed)})")
+        covered = {p: {r.sample for r in records if r.rate_point == p} for p in allowed}
+        unknown = sorted({r.sample for r in records} - set(listed))
+        if unknown:
+            check.fail(f"{ctx.root}/records/{task}: sample(s) {', '.join(unknown[:5])} are not in the sample list here")
+        short = {p: len(set(listed) - s) for p, s in covered.items() if set(listed) - s}
+        if short:
+            gap = "; ".join(f"{ctx.records[0].rate_parameter}{p:g}: {len(covered[p])} of {len(listed)}"
+                            for p in sorted(short))
+            message = f"task '{task}' covers only part of its sample list ({gap} samples)"
+            if accepted:
+                check.warn(message + " (accepted: --accept subset; its numbers are not the CTC's)")
+            else:
+                check.fail(message + "; a result covers every listed sample at every rate point "
+                           "(--accept subset to check a subset)")
+        counts.append(f"{task} {min(len(s) for s in covered.values())} of {len(listed)} samples "
+                      f"x {sum(bool(s) for s in covered.values())} rate points")
+    check.summary = "; ".join(counts) or "no records"
 
 
 def check_decode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecord], jobs: int,
@@ -379,6 +513,45 @@ def check_decode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecord]
             check.fail(f"{root}/records/{result.label}.json: {result.problem}")
     good = sum(r.ok for r in results)
     check.summary = f"{good} of {len(results)} bitstreams decode to their recorded reconstruction (fresh processes)"
+
+
+def check_distortion(ctx: Context, check: Check) -> None:
+    """Feature MSE re-measured: each bitstream decoded here (it passed the capped decode check, so
+    it decodes within the caps), restored with the CTC's post-processing, against the dataset's
+    feature. A reconstruction of another hash whose MSE agrees within NOT_BIT_EXACT_MSE_TOLERANCE
+    makes the decode check 'decoder not bit-exact here', not a forgery."""
+    from harness.dataset import load_feature
+    from harness.jobs import check_decoded, mean_squared_error
+    from harness.processing import Preprocessor
+
+    run, ctc, spec = ctx.run, ctx.ctc, ctx.spec
+    codec = spec.open(dict(ctx.options))
+    worst, near = 0.0, []
+    for record in ctx.ok_records:
+        where = f"{ctx.root}/{record.record_path}"
+        feature = load_feature(ctx.source.dataset.feature_path(record.task, record.sample), ctc.task(record.task))
+        frame = codec.decode(read_bitstream(ctx.root, record))
+        if spec.input_kind == "feature":
+            recon = check_decoded(frame, feature, spec.input_kind)
+        else:
+            pipe = Preprocessor.for_task(ctc, record.task, spec.family, spec.input_kind, feature.shape, feature.dtype,
+                                         run.quant_rule or ctc.default_quant_rule)
+            recon = pipe.inverse(check_decoded(frame, pipe.forward(feature), spec.input_kind))
+        mse = mean_squared_error(recon, feature)
+        distance = abs(mse - record.mse) / max(abs(mse), 1e-30) if math.isfinite(record.mse) else math.inf
+        worst = max(worst, distance)
+        if record.record_path in ctx.mismatched:
+            if distance <= NOT_BIT_EXACT_MSE_TOLERANCE:
+                near.append(f"{record.job_label}: MSE here {mse:.6g}, claimed {record.mse:.6g}")
+            else:
+                check.fail(f"{where}: reconstruction differs from the record and its MSE here is {mse:.10g}, "
+                           f"field 'mse' says {record.mse:.10g}")
+        elif distance > MSE_TOLERANCE:
+            check.fail(f"{where}: field 'mse' is {record.mse:.10g}; re-measured from the decoded and the dataset's "
+                       f"features: {mse:.10g}")
+    ctx.not_bit_exact = near
+    check.summary = (f"feature MSE of {len(ctx.ok_records)} reconstructions re-measured (largest relative "
+                     f"difference {worst:.2g}; tolerance {MSE_TOLERANCE:g})")
 
 
 def check_bpfp(root: Path, records: list[ResultRecord], points: dict[tuple[str, str], int] | None,
@@ -430,30 +603,33 @@ def subset(records: list[ResultRecord], count: str, seed: int) -> list[ResultRec
     return [r for r in records if r.sample in chosen[r.task]]
 
 
-def check_metrics(root: Path, meta: dict, manifest: dict, records: list[ResultRecord], source,
-                  request: CrosscheckRequest, work: Path, check: Check) -> None:
+def check_metrics(ctx: Context, check: Check) -> None:
     from harness.evaluate import EvaluationRequest, evaluate_run
     from harness.results import write_table
 
+    root, request = ctx.root, ctx.request
     path = root / "metrics.csv"
-    if not path.exists():
+    if ctx.metrics is None:
         check.verdict, check.summary = "skip", "the bundle has no task metrics (metrics.csv)"
         return
-    claimed = read_csv_checked(path, "metrics table", METRICS_COLUMNS, METRICS_NUMBERS)  # secondary metrics too
-    chosen = subset(records, request.samples, request.seed)
-    scratch = work / "rescore"
+    claimed = ctx.metrics
+    chosen = subset(ctx.ok_records, request.samples, request.seed)
+    scratch = ctx.work / "rescore"
     shutil.rmtree(scratch, ignore_errors=True)
     for record in chosen:  # a run directory of just the chosen jobs, over the checker's dataset
         for relative in (record.bitstream_path, record.record_path):
             (scratch / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / relative, scratch / relative)
-    run_meta = json.loads(json.dumps(meta))
-    run_meta["dataset"]["root"] = str(source.dataset.root)
-    run_meta["codec"]["options"] = codec_options(manifest, request)
+    run_meta = json.loads(json.dumps(ctx.run.raw))
+    run_meta["dataset"]["root"] = str(ctx.source.dataset.root)
+    run_meta["ctc"]["root"] = str(ctx.ctc.root)  # the checker's own conditions, found by their sha256
+    run_meta["codec"].pop("options", None)
+    run_meta.setdefault("run_key", {})["codec_options"] = dict(ctx.options)
     write_json(scratch / "run.json", run_meta)
     write_table(scratch)
-    fresh = evaluate_run(EvaluationRequest(scratch, request.heads, request.weights, progress=False))
-    partial = len(chosen) < len(records)
+    fresh = evaluate_run(EvaluationRequest(scratch, request.heads, request.weights, progress=False),
+                         ctc_dir=ctx.ctc.root)
+    partial = len(chosen) < len(ctx.ok_records)
     compared = 0
     for row in fresh.itertuples():
         mine = claimed[(claimed.task == row.task) & (claimed.rate_point.astype(str) == str(row.rate_point))
@@ -543,6 +719,111 @@ def check_sheet(root: Path, ctc: CTC, manifest: dict, check: Check) -> None:
 # ---------------------------------------------------------------- the whole check
 
 
+@dataclass(frozen=True)
+class Step:
+    """One check: its name, the checks it needs (passed or warned), and what it does."""
+    name: str
+    needs: tuple[str, ...]
+    run: Callable[[Context, Check], None]
+
+
+def _records_step(ctx: Context, check: Check) -> None:
+    ctx.records.extend(collect_records(ctx.root))
+    check_records(ctx.root, ctx.records, check)
+    if (ctx.root / "metrics.csv").exists():
+        ctx.metrics = read_csv_checked(ctx.root / "metrics.csv", "metrics table", METRICS_COLUMNS, METRICS_NUMBERS)
+
+
+def _decode_step(ctx: Context, check: Check) -> None:
+    check_decode(ctx.root, ctx.run, ctx.ctc, ctx.ok_records, ctx.request.jobs, ctx.options, check)
+    for problem in check.problems:  # decoded fine, to another reconstruction: distortion decides how far
+        if "reconstruction differs" in problem:
+            ctx.mismatched[problem.split(": ", 1)[0].removeprefix(f"{ctx.root}/")] = problem
+
+
+def _bpfp_step(ctx: Context, check: Check) -> None:
+    check_bpfp(ctx.root, ctx.ok_records, ctx.points, ctx.metrics, check)
+
+
+def _reencode_step(ctx: Context, check: Check) -> None:
+    check_reencode(ctx.root, ctx.run, ctx.ctc, ctx.ok_records, ctx.source, ctx.request, ctx.options, ctx.work, check)
+
+
+def _bd_step(ctx: Context, check: Check) -> None:
+    check_bd(ctx.root, ctx.ctc, {"codec": {"name": ctx.codec_name}}, check)
+    check.summary += "; encode/decode times are the proponent's own measurements (not re-checked)"
+
+
+def _sheet_step(ctx: Context, check: Check) -> None:
+    check_sheet(ctx.root, ctx.ctc, {"codec": {"name": ctx.codec_name}}, check)
+
+
+STEPS = (
+    Step("records", (), _records_step),
+    Step("manifest", (), check_manifest),
+    Step("plugin", ("manifest",), check_plugin),
+    Step("models", ("plugin", "records"), check_models),
+    Step("dataset", ("manifest", "records"), check_dataset),
+    Step("coverage", ("plugin", "dataset?"), check_coverage),  # ?: the checker's dataset is here, whatever it found
+    Step("decode", ("records", "plugin", "models"), _decode_step),
+    Step("distortion", ("decode~", "dataset"), check_distortion),  # ~: a decode to other hashes may go on
+    Step("bpfp", ("records",), _bpfp_step),
+    Step("metrics", ("decode", "dataset"), check_metrics),
+    Step("re-encode", ("decode", "dataset"), _reencode_step),
+    Step("bd-rates", ("records", "manifest"), _bd_step),
+    Step("sheet", ("records", "manifest"), _sheet_step),
+)
+
+
+def _blocked(step: Step, done: dict[str, Check], ctx: Context) -> str | None:
+    """Why `step` cannot run (a prerequisite failed or was skipped), or None."""
+    for need in step.needs:
+        name = need.rstrip("~?")
+        check = done.get(name)
+        if name == "manifest" and ctx.ctc is not None:
+            continue  # read and typed: a contradiction it found fails it, and the rest can still be checked
+        if need.endswith("?") and name == "dataset" and ctx.source is not None:
+            continue
+        if check is None:
+            return f"not attempted: {name} did not run"
+        if need.endswith("~") and check.verdict == "fail" and ctx.mismatched \
+                and len(ctx.mismatched) == len(check.problems):
+            continue
+        if check.verdict in ("fail", "skip"):
+            return f"not attempted: the {name} check {'failed' if check.verdict == 'fail' else 'was skipped'}"
+    return None
+
+
+def _not_bit_exact(ctx: Context, decode: Check, distortion: Check) -> None:
+    """Every mismatched reconstruction re-measured within tolerance: a float decoder here, not a forgery."""
+    near = ctx.not_bit_exact
+    if decode.verdict == "fail" and ctx.mismatched and distortion.verdict == "pass" and len(near) == len(ctx.mismatched):
+        decode.verdict = "warn"
+        decode.summary = (f"decoder not bit-exact here: {len(near)} reconstruction(s) differ in hash from the "
+                          f"records, their MSE agrees within {NOT_BIT_EXACT_MSE_TOLERANCE:g} relative")
+        decode.problems = near
+
+
+def run_checks(ctx: Context) -> list[Check]:
+    checks = [_guarded(Check("integrity"), lambda c: setattr(ctx, "strange", check_integrity(ctx.root, c)))]
+    done: dict[str, Check] = {"integrity": checks[0]}
+    for step in STEPS:
+        if step.name == "re-encode" and not ctx.request.reencode:
+            continue
+        check = Check(step.name)
+        blocked = ("not attempted: the bundle holds links or special files (integrity)" if ctx.strange
+                   else _blocked(step, done, ctx))
+        if blocked:
+            check.verdict, check.summary = "skip", blocked
+        else:
+            _guarded(check, lambda c, step=step: step.run(ctx, c))
+        checks.append(check)
+        done[step.name] = check
+        if step.name == "distortion":
+            _not_bit_exact(ctx, done["decode"], check)
+    return checks
+
+
 def bundle_root(bundle: Path, work: Path) -> Path:
     """The bundle's directory: as given, or unpacked from its archive into `work`."""
     bundle = Path(bundle)
@@ -555,106 +836,67 @@ def bundle_root(bundle: Path, work: Path) -> Path:
     raise HarnessError(f"{bundle}: no such bundle (a directory or a .tar made by harness pack)")
 
 
+def default_out(bundle: Path) -> Path:
+    bundle = Path(bundle).absolute()
+    name = bundle.name.removesuffix(".tar") or "bundle"
+    return bundle.with_name(name + ".crosscheck")
+
+
 def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
-    bundle = Path(request.bundle)
-    out = Path(request.out) if request.out else bundle.with_name(bundle.name.removesuffix(".tar") + ".crosscheck")
+    unknown = sorted(set(request.accept) - set(ACCEPTABLE))
+    if unknown:
+        raise HarnessError(f"--accept {unknown[0]}: not a gap a checker can accept; one of {', '.join(ACCEPTABLE)}")
+    bundle = Path(request.bundle).absolute()
+    out = Path(request.out) if request.out else default_out(bundle)
     if bundle.is_dir() and out.resolve().is_relative_to(bundle.resolve()):
         raise HarnessError(f"{out}: inside the bundle; a file added to a bundle fails its {SUMS}: give another --out")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".crosscheck-", dir=out))
     try:
         return _crosscheck(request, bundle, out, work)
+    except OSError as exc:  # the checker's own disk or permissions: nothing was concluded about the bundle
+        raise HarnessError(f"the crosscheck could not finish on this machine ({exc.strerror or exc}: "
+                           f"{exc.filename or out}); no verdict on the bundle was reached") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path) -> CrosscheckResult:
-    root = bundle_root(bundle, work)
-    checks = [_guarded(Check("integrity"), lambda c: check_integrity(root, c))]
     try:
-        bundle_sha = hashlib.sha256(read_regular(root / SUMS, limit=64 << 20)).hexdigest()
+        root = bundle_root(bundle, work)
+    except HarnessError as exc:
+        checks = [Check("integrity", "fail", str(exc), [str(exc)])]
+        result = CrosscheckResult(bundle.name, "", checks, out / "crosscheck.json", out / "crosscheck.html")
+        _write_reports(result, None, request)
+        return result
+    ctx = Context(request, root, work)
+    checks = run_checks(ctx)
+    try:
+        bundle_sha = sha256_regular(root / SUMS, 64 << 20)
     except HarnessError:
         bundle_sha = ""
-    try:  # without a manifest, run.json and CTC nothing else can be checked: a report that says so
-        manifest = load_json_file(root / MANIFEST)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("codec"), dict) \
-                or not isinstance(manifest.get("dataset"), dict):
-            raise RunError(f"{root / MANIFEST}: not a bundle manifest (fields 'codec' and 'dataset' are objects)")
-        meta = load_run_meta(root)
-        described = RunMeta.from_dict(meta, root / "run.json")  # the typed fields, checked once
-        ctc = ctc_of_run(meta, root, request.ctc_dir)
-    except HarnessError as exc:
-        checks.append(Check("manifest", "fail", str(exc), [str(exc)]))
-        result = CrosscheckResult(str(bundle.name), bundle_sha, checks, out / "crosscheck.json", out / "crosscheck.html")
-        _write_reports(result, {"codec": {}, "dataset": {}}, request)
-        return result
-    records: list[ResultRecord] = []
-    checks.append(_guarded(Check("records"), lambda c: (records.extend(collect_records(root)),
-                                                        check_records(root, records, c))))
-    checks.append(_guarded(Check("manifest"), lambda c: check_manifest(root, manifest, meta, records, c)))
-    options = codec_options(manifest, request)
-    checks.append(_guarded(Check("plugin"), lambda c: check_plugin(manifest, options, c)))
-    checks.append(_guarded(Check("models"), lambda c: check_models(manifest, options, records, c)))
-    sound = {c.name: c.verdict != "fail" for c in checks}
-    source = None
-    try:
-        source = resolve_dataset_for(manifest, ctc, request)
-    except HarnessError as exc:
-        checks.append(Check("dataset", "fail", str(exc), [str(exc)]))
-    points = None
-    if source is not None:
-        box: list[dict[tuple[str, str], int]] = []
-        checks.append(_guarded(Check("dataset"), lambda c: box.append(check_dataset(manifest, records, source, c))))
-        points = box[0] if box else None
-    elif not any(c.name == "dataset" for c in checks):
-        checks.append(Check("dataset", "skip", "no dataset here: give --dataset NAME or --data-root DIR"))
-    ok_records = [r for r in records if r.status == "ok"]
-    if sound["records"] and sound["plugin"] and ok_records:
-        checks.append(_guarded(Check("decode"),
-                               lambda c: check_decode(root, described, ctc, ok_records, request.jobs, options, c)))
-    else:
-        checks.append(Check("decode", "skip", "not attempted: the records or the plugin failed their checks"))
-    if request.reencode:
-        if source is None or not (sound["records"] and sound["plugin"]):
-            checks.append(Check("re-encode", "skip", "not attempted: no dataset here, or the records or the plugin "
-                                                     "failed their checks"))
-        else:
-            checks.append(_guarded(Check("re-encode"), lambda c: check_reencode(root, described, ctc, ok_records, source,
-                                                                              request, options, work, c)))
-    metrics = None
-    if (root / "metrics.csv").exists():
-        try:
-            metrics = read_csv_checked(root / "metrics.csv", "metrics table", METRICS_COLUMNS, METRICS_NUMBERS)
-        except HarnessError as exc:
-            checks.append(Check("metrics.csv", "fail", str(exc), [str(exc)]))
-    if sound["records"]:
-        checks.append(_guarded(Check("bpfp"), lambda c: check_bpfp(root, ok_records, points, metrics, c)))
-    else:
-        checks.append(Check("bpfp", "skip", "not attempted: the records failed their checks"))
-    if source is None:
-        checks.append(Check("metrics", "skip", "no dataset here to re-score on"))
-    elif not (sound["records"] and sound["plugin"]):
-        checks.append(Check("metrics", "skip", "not attempted: the records or the plugin failed their checks"))
-    else:
-        checks.append(_guarded(Check("metrics"), lambda c: check_metrics(root, meta, manifest, ok_records, source,
-                                                                        request, work, c)))
-    if sound["records"]:
-        checks.append(_guarded(Check("bd-rates"), lambda c: check_bd(root, ctc, manifest, c)))
-        checks.append(_guarded(Check("sheet"), lambda c: check_sheet(root, ctc, manifest, c)))
-    result = CrosscheckResult(str(bundle.name), bundle_sha, checks, out / "crosscheck.json", out / "crosscheck.html")
-    _write_reports(result, manifest, request)
+    result = CrosscheckResult(bundle.name, bundle_sha, checks, out / "crosscheck.json", out / "crosscheck.html")
+    _write_reports(result, ctx, request)
     return result
 
 
-def _write_reports(result: CrosscheckResult, manifest: dict, request: CrosscheckRequest) -> None:
+def _write_reports(result: CrosscheckResult, ctx: Context | None, request: CrosscheckRequest) -> None:
     from harness import __version__
 
-    record = {"schema": "fcm-harness-crosscheck/1", "bundle": result.bundle, "bundle_sha256": result.bundle_sha256,
-              "verdict": result.verdict, "ok": result.ok, "harness_version": __version__,
-              "codec": {k: manifest["codec"].get(k) for k in ("name", "version")},
-              "ctc_sha256": manifest.get("ctc", {}).get("sha256"), "dataset": manifest["dataset"].get("name"),
-              "samples": request.samples, "seed": request.seed, "checks": [asdict(c) for c in result.checks]}
-    write_json(result.json_path, record)
+    manifest = ctx.manifest if ctx else None
+    report = CrosscheckReport(
+        bundle=result.bundle[:255], bundle_sha256=result.bundle_sha256, harness_version=__version__,
+        checker=request.checker, codec=manifest.codec.name if manifest else "",
+        codec_version=manifest.codec.version if manifest else "", ctc_sha256=manifest.ctc.sha256 if manifest else "",
+        dataset=manifest.dataset.name if manifest else "", samples=request.samples, seed=request.seed,
+        accepted=tuple(sorted(request.accept)), options_used=tuple(sorted(ctx.options.items())) if ctx else (),
+        options_ignored=tuple(ctx.ignored) if ctx else (), checks=tuple(c.result() for c in result.checks))
+    write_json(result.json_path, report_json(report))
+    write_text(result.html_path, render_report_page(report))
+
+
+def render_report_page(report: CrosscheckReport) -> str:
+    """The crosscheck page, rendered from the typed report (the leaderboard renders its copies so)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("harness_reports"))),
                              undefined=jinja2.StrictUndefined, autoescape=True)
-    write_text(result.html_path, env.get_template("crosscheck.html.j2").render(**record))
+    return env.get_template("crosscheck.html.j2").render(report=report, verdict=report.verdict)

@@ -407,3 +407,22 @@ def ctc_with_task(task: str, override: str | Path | None = None) -> CTC:
         if task in ctc.tasks:
             return ctc
     return load_ctc()  # its task() names the known tasks
+
+
+def checker_ctc(sha256: str, where: Path, override: str | Path | None = None) -> CTC:
+    """The checker's own CTC whose sha256 a bundle names: `override` (--ctc) or one shipped with this
+    harness. Never a folder the bundle names, never a guess for an empty hash."""
+    if len(sha256) != 64:
+        raise CTCError(f"{where}: field 'ctc.sha256' is {sha256[:70]!r}, not a sha256")
+    if override is not None:  # a shipped CTC's name or a folder of the checker's
+        ctc = load_ctc(override)
+        if ctc.sha256 == sha256:
+            return ctc
+    else:
+        for name in builtin_ctc_names():
+            if hash_directory(builtin_ctc_dir(name)) == sha256:
+                return load_ctc(builtin_ctc_dir(name))
+    shipped = ", ".join(builtin_ctc_names())
+    raise CTCError(f"{where}: coded under CTC {sha256[:12]}, which is not "
+                   + (f"the --ctc given ({override})" if override is not None else f"one shipped here ({shipped})")
+                   + "; a crosscheck uses only the checker's own test conditions: give them with --ctc DIR")

@@ -279,7 +279,7 @@ def run_description(meta: dict, conditions: CTC | None = None) -> str:
                       for k, v in sorted(codec.get("tools", {}).items())
                       if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's
     options = ", ".join(f"{k}={'<path>' if os.path.isabs(str(v)) else v}"  # a path is this machine's
-                        for k, v in sorted(codec.get("options", {}).items()))
+                        for k, v in sorted(meta.get("run_key", {}).get("codec_options", codec.get("options", {})).items()))
     models = model_hashes(meta.get("run_key", {}).get("model_fingerprints", {}))
     return (f"harness run --codec {codec['name']} (version {codec['version']}"
             + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")

@@ -222,7 +222,8 @@ def build_site(paths: list[Path], out: Path) -> SiteFiles:
             by_ctc.setdefault(str(entry.manifest["ctc"].get("sha256")), []).append(entry)
         for sha, members in sorted(by_ctc.items(), key=lambda kv: str(kv[1][0].manifest["ctc"].get("name"))):
             ctc = members[0].manifest["ctc"]
-            anchors = [str(a) for a in ctc.get("anchors", [])]
+            shipped = shipped_ctc(sha)
+            anchors = list(shipped.anchors) if shipped else []  # the checker's CTC names them, never a bundle
             tasks = sorted({str(t) for e in members for t in e.sheet[e.sheet.section == "point"].task})
             figures = []
             curves = _curves(members)
@@ -233,7 +234,7 @@ def build_site(paths: list[Path], out: Path) -> SiteFiles:
                     png = curve_plot(task, curves, "metric", label, out / "figures" / f"{sha[:12]}-{task}-ra")[0]
                     figures.append({"task": task, "src": png.relative_to(out).as_posix()})
                     files.figures.append(png)
-            rows = _anchor_rows(anchors, tasks, shipped_ctc(sha)) + [_entry_row(e, anchors, tasks) for e in members]
+            rows = _anchor_rows(anchors, tasks, shipped) + [_entry_row(e, anchors, tasks) for e in members]
             for entry in members:
                 status = _crosscheck_status(entry)
                 if status["report"] and entry.crosscheck_html:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 import contextlib
+import io
 from dataclasses import dataclass
 import json
 import math
@@ -18,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import FeatureError, OutputError, TableError
+from harness.errors import FeatureError, HarnessError, OutputError, TableError
+
+MAX_TABLE_BYTES = 512 << 20  # a results or metrics table of the paper CTC is well under 10 MB
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,16 @@ def read_csv_checked(path: str | Path, what: str, required: Iterable[str] = (),
     `numeric` column (a mapping may allow some words there, e.g. {"rate_point": ["orig"]})."""
     import pandas as pd
 
+    from harness.safe_io import read_regular
+
+    if not Path(path).exists() and not Path(path).is_symlink():
+        raise TableError(f"{path}: file not found")
+    try:  # a regular file of bounded size (never a FIFO or a link), then parsed from memory
+        raw = read_regular(Path(path), limit=MAX_TABLE_BYTES)
+    except HarnessError as exc:
+        raise TableError(str(exc)) from None
     try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise TableError(f"{path}: file not found") from None
+        frame = pd.read_csv(io.BytesIO(raw))
     except (ValueError, OSError) as exc:  # parser errors, empty file, not UTF-8 text
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TableError(f"{path}: not a readable {what} ({reason})") from None

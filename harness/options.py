@@ -29,6 +29,13 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     help: str = ""
+    #: a setting of the machine that runs the codec (a program, a folder, a timeout, threads), not of
+    #: the coding: never taken from someone else's bundle or run directory. Paths are always local.
+    local: bool = False
+
+    @property
+    def is_local(self) -> bool:
+        return self.local or self.kind == "path"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -78,6 +85,15 @@ def truthy(value: str) -> bool:
 def declared(options: Mapping[str, str | Option]) -> dict[str, Option]:
     """A spec's option declaration with plain-string defaults read as free-form str options."""
     return {name: value if isinstance(value, Option) else Option(str(value)) for name, value in options.items()}
+
+
+def coding_options(declaration: Mapping[str, str | Option], given: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """`given` split for a checker: the options that describe the coding (taken from a bundle) and
+    the names of those that are local to the machine that made it, or not declared at all (dropped:
+    the checker's own defaults and -o values supply them)."""
+    options = declared(declaration)
+    kept = {k: v for k, v in given.items() if k in options and not options[k].is_local}
+    return kept, sorted(set(given) - set(kept))
 
 
 def check_options(codec: str, declaration: Mapping[str, str | Option], given: Mapping[str, str]) -> None:

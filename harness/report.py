@@ -158,7 +158,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     atomic_write_text(points_csv, points.to_csv(index=False))
     workbook = write_workbook(out / "report.xlsx", sections, bd)
     context = {
-        "codec": meta["codec"], "ctc": meta["ctc"], "dataset": meta["dataset"], "run_dir": str(run_dir),
+        "codec": {**meta["codec"], "options": described.options}, "ctc": meta["ctc"], "dataset": meta["dataset"], "run_dir": str(run_dir),
         "anchors": [{"name": a.name, "source": a.source, "origin": a.origin} for a in anchor_curves],
         "method": method,
         "policy": policy, "sections": sections, "has_metric": has_metric,

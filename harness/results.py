@@ -254,7 +254,7 @@ def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
 def write_table(run_dir: Path) -> pd.DataFrame:
     """Rebuild results.csv from the records on disk (atomically) and return it."""
     frame = records_frame(collect_records(run_dir))
-    atomic_write_text(run_dir / "results.csv", frame.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(run_dir / "results.csv", frame.to_csv(index=False))  # floats round-trip exactly
     return frame
 
 

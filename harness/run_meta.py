@@ -40,8 +40,12 @@ class RunMeta:
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> RunMeta:
         codec, dataset, key = data.get("codec", {}), data.get("dataset", {}), data.get("run_key", {})
-        # the key's options are what the run was coded with; older files kept them under codec too
+        # the key's options are what the run was coded with; schema-1 files kept a second copy under
+        # codec.options, and a file whose two copies differ contradicts itself
         options = key.get("codec_options", codec.get("options", {}))
+        if "options" in codec and "codec_options" in key and codec["options"] != key["codec_options"]:
+            raise RunError(f"{path}: field 'codec.options' {codec['options']!r:.80} contradicts "
+                           f"'run_key.codec_options' {key['codec_options']!r:.80}; a run has one set of options")
         return cls(
             path=path,
             codec=_text(codec.get("name"), path, "codec.name"),

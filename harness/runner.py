@@ -237,7 +237,7 @@ def _plan_and_run(request: RunRequest, executor: Executor | None, registered: Re
                   "skipped": len(jobs) - len(pending)}
     details = {
         "codec": {"name": spec.name, "version": spec.version, "family": spec.family, "input_kind": spec.input_kind,
-                  "rate_parameter": spec.rate_parameter, "options": key["codec_options"],
+                  "rate_parameter": spec.rate_parameter,  # the options: run_key.codec_options only
                   "source": registered.source.describe(),
                   "tools": spec.provenance(request.codec_options) if spec.provenance else {}},
         "ctc": {"name": ctc.name, "version": ctc.version, "sha256": ctc.sha256, "title": ctc.title,

@@ -8,6 +8,7 @@ device or a link) of the size its record declares.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import errno
 import os
 from pathlib import Path, PurePosixPath
@@ -90,3 +91,64 @@ def read_regular(path: Path, size: int | None = None, limit: int | None = None) 
         if limit is not None and info.st_size > limit:
             raise RunError(f"{path}: {info.st_size} bytes, more than the {limit} expected of such a file")
         return fh.read()
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of a regular file (no final link, never blocks on a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except OSError as exc:
+        why = "a link (links are not followed here)" if exc.errno == errno.ELOOP else exc.strerror
+        raise RunError(f"{path}: cannot be read: {why}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunError(f"{path}: not a regular file")
+    return fd
+
+
+def sha256_regular(path: Path, limit: int) -> str:
+    """sha256 of a regular file of at most `limit` bytes, read in chunks (a huge or sparse file is
+    refused by its size, never loaded whole)."""
+    import hashlib
+
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise RunError(f"{path}: {size} bytes, more than the {limit} a file of a bundle may have")
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Tree:
+    """What a folder holds, walked without following links: regular files, and everything else."""
+    files: tuple[str, ...]  # relative POSIX paths of regular files
+    strange: tuple[str, ...]  # links, FIFOs, devices, sockets: 'path (what)'
+
+
+def walk_tree(root: Path, max_entries: int = 500_000) -> Tree:
+    """Every entry under `root` (never following a link, so a linked folder is one strange entry,
+    not a walk through the checker's disk); RunError past `max_entries`."""
+    files, strange, seen = [], [], 0
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for name in sorted(dirs + names):
+            seen += 1
+            if seen > max_entries:
+                raise RunError(f"{root}: more than {max_entries} files and folders; not a run or bundle")
+            path = base / name
+            mode = os.lstat(path).st_mode
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISREG(mode):
+                files.append(rel)
+            elif not stat.S_ISDIR(mode):
+                kind = ("a link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                        else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+                strange.append(f"{rel} ({kind})")
+        dirs[:] = [d for d in dirs if not os.path.islink(base / d)]
+    return Tree(tuple(sorted(files)), tuple(sorted(strange)))

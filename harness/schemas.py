@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from harness.errors import RunError
 
-RUN_JSON = 1
+RUN_JSON = 2  # 2: the codec options only in run_key.codec_options (1 had a second copy in codec.options)
 RECORD = 1  # a job record (records/**.json) and a row of results.csv
 ANCHOR_SHEET = 1
 

@@ -219,10 +219,11 @@ class VtmCodec:
 
 OPTIONS = {"encoder": Option("", "path", help="EncoderApp"), "decoder": Option("", "path", help="DecoderApp"),
            "cfg": Option("", "path", help="encoder_intra_vtm.cfg"),
-           "timeout": Option(str(DEFAULT_TIMEOUT_S), "float", minimum=1),
-           "check_recon": Option("1", "bool", help="check each encode's reconstruction against the decoder's"),
+           "timeout": Option(str(DEFAULT_TIMEOUT_S), "float", minimum=1, local=True),
+           "check_recon": Option("1", "bool", help="check each encode's reconstruction against the decoder's",
+                                 local=True),
            "log_dir": Option("", "path", help="also keep VTM's full logs here"),
-           "vtm_version": Option(CTC_VTM_VERSION, help="the VTM version to accept ('any': any)")}
+           "vtm_version": Option(CTC_VTM_VERSION, help="the VTM version to accept ('any': any)", local=True)}
 
 
 def make_codec(options: Mapping[str, str]) -> VtmCodec:

@@ -54,8 +54,10 @@ DECODED_PICTURE_HASH = 132
 DEFAULT_TIMEOUT_S = 3600.0
 OPTIONS = {"preset": Option(DEFAULT_PRESET, choices=PRESETS, help="VVenC preset"),
            "params": Option(TUNED_PARAMS, help="VVenC switches Key=Value:... on top of the preset ('' for none)"),
-           "threads": Option("1", "int", minimum=1), "timeout": Option(str(DEFAULT_TIMEOUT_S), "float", minimum=1),
-           "check_recon": Option("1", "bool", help="check each encode against the decoder (MD5 picture hash)")}
+           "threads": Option("1", "int", minimum=1, local=True),
+           "timeout": Option(str(DEFAULT_TIMEOUT_S), "float", minimum=1, local=True),
+           "check_recon": Option("1", "bool", help="check each encode against the decoder (MD5 picture hash)",
+                                 local=True)}
 
 
 def ffmpeg_exe() -> str:

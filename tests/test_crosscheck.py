@@ -10,17 +10,25 @@ import shutil
 import pytest
 
 from harness.bundle import sums_text
+from harness.formats.crosscheck import REQUIRED_CHECKS
 from harness.cli import main
 from harness.runner import RunRequest, execute
+
+from conftest import make_root
+
+
+DATA: dict[str, Path] = {}  # the data root the packed run was coded from (the checker's copy)
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory) -> Path:
-    """The bundle directory of a zlib run of two demo cls samples at two rate points, evaluated."""
+    """The bundle directory of a zlib run of a two-sample cls data root at every rate point, evaluated:
+    a complete result (every listed sample at every rate point)."""
     base = tmp_path_factory.mktemp("xcheck")
     run = base / "run"
-    execute(RunRequest(codec="zlib", tasks=["cls"], limit=2, rate_points=[0, 3], out=run, jobs=1, progress=False))
-    assert main(["evaluate", str(run)]) == 0
+    DATA["root"] = make_root(base / "data")
+    execute(RunRequest(codec="zlib", tasks=["cls"], data_root=DATA["root"], out=run, jobs=1, progress=False))
+    assert main(["evaluate", str(run), "--heads", "demo"]) == 0
     assert main(["pack", str(run), "--out", str(base / "bundle")]) == 0
     return base / "bundle"
 
@@ -41,8 +49,9 @@ def crosscheck(bundle: Path, capsys) -> tuple[int, dict, str]:
     return crosscheck_with(bundle, capsys)
 
 
-def crosscheck_with(bundle: Path, capsys, *extra: str) -> tuple[int, dict, str]:
-    code = main(["crosscheck", str(bundle), "--jobs", "1", *extra])
+def crosscheck_with(bundle: Path, capsys, *extra: str, root: Path | None = None) -> tuple[int, dict, str]:
+    code = main(["crosscheck", str(bundle), "--jobs", "1", "--data-root", str(root or DATA["root"]), "--heads", "demo",
+                 *extra])
     out = capsys.readouterr().out
     report = json.loads((bundle.parent / "bundle.crosscheck" / "crosscheck.json").read_text())
     return code, {c["name"]: c for c in report["checks"]}, out
@@ -54,11 +63,10 @@ def test_the_archive_checked_in_another_directory_passes(packed, tmp_path, capsy
     code, checks, out = crosscheck(archive, capsys)
     assert code == 0, out
     assert {c["verdict"] for c in checks.values()} == {"pass"}, checks
-    assert set(checks) == {"integrity", "records", "manifest", "plugin", "models", "dataset", "decode", "bpfp",
-                           "metrics", "bd-rates", "sheet"}
+    assert set(checks) == set(REQUIRED_CHECKS)
     html = (tmp_path / "bundle.crosscheck" / "crosscheck.html").read_text()
     assert "Crosscheck of bundle.tar" in html and ">pass<" in html
-    assert "4 of 4 bitstreams decode" in checks["decode"]["summary"]
+    assert "10 of 10 bitstreams decode" in checks["decode"]["summary"]
 
 
 def test_a_flipped_byte_in_a_bitstream_fails_naming_it(copy, capsys):
@@ -116,10 +124,9 @@ def test_a_changed_plugin_version_fails_saying_what_differs(copy, capsys):
 
 
 def test_a_seeded_subset_is_shown_not_passed(copy, capsys):
-    code = main(["crosscheck", str(copy), "--samples", "1", "--seed", "3", "--jobs", "1"])
-    out = capsys.readouterr().out
+    code, checks, out = crosscheck_with(copy, capsys, "--samples", "1", "--seed", "3")
     report = json.loads((copy.parent / "bundle.crosscheck" / "crosscheck.json").read_text())
-    metrics = {c["name"]: c for c in report["checks"]}["metrics"]
+    metrics = checks["metrics"]
     assert code == 0 and metrics["verdict"] == "warn" and "1 seeded samples" in metrics["problems"][0], out
     assert report["verdict"] == "pass with notes"
 
@@ -127,8 +134,9 @@ def test_a_seeded_subset_is_shown_not_passed(copy, capsys):
 def test_a_bundle_without_its_manifest_gets_a_failing_report(copy, capsys):
     (copy / "manifest.json").unlink()
     code, checks, _ = crosscheck(copy, capsys)
-    assert code == 1 and set(checks) == {"integrity", "manifest"}
+    assert code == 1 and set(checks) == set(REQUIRED_CHECKS)
     assert "manifest.json" in checks["manifest"]["summary"] and "missing" in checks["manifest"]["summary"]
+    assert checks["plugin"]["verdict"] == "skip" and "manifest" in checks["plugin"]["summary"]
 
 
 def test_an_edited_result_row_fails_naming_line_and_field(copy, capsys):
@@ -150,28 +158,28 @@ def test_reports_are_never_written_into_the_bundle(copy, capsys):
 
 
 def test_reencoding_a_seeded_subset_reproduces_the_bitstreams(copy, capsys):
-    code = main(["crosscheck", str(copy), "--reencode", "1", "--jobs", "1"])
-    out = capsys.readouterr().out
-    report = json.loads((copy.parent / "bundle.crosscheck" / "crosscheck.json").read_text())
-    check = {c["name"]: c for c in report["checks"]}["re-encode"]
+    code, checks, out = crosscheck_with(copy, capsys, "--reencode", "1")
+    check = checks["re-encode"]
     assert code == 0 and check["verdict"] == "pass", out
-    assert check["summary"].startswith("2 bitstreams (1 seeded samples per task")  # 1 sample x 2 rate points
+    assert check["summary"].startswith("5 bitstreams (1 seeded samples per task")  # 1 sample x 5 rate points
 
 
 def test_bitstreams_another_encoder_made_decode_but_fail_reencoding(tmp_path, capsys):
     """The bundle claims zlib level 9; its bitstreams were made at level 1. They decode to the same
     reconstructions, so only re-encoding can tell."""
-    run = tmp_path / "run"
-    execute(RunRequest(codec="zlib", tasks=["cls"], limit=1, rate_points=[0], out=run, jobs=1, progress=False,
-                       codec_options={"level": "1"}))
+    run, root = tmp_path / "run", make_root(tmp_path / "data", cls_ids=("img_a",))
+    execute(RunRequest(codec="zlib", tasks=["cls"], data_root=root, rate_points=[0], out=run, jobs=1,
+                       progress=False, codec_options={"level": "1"}))
     assert main(["pack", str(run), "--out", str(tmp_path / "bundle")]) == 0
     bundle = tmp_path / "bundle"
-    for name in ("manifest.json", "run.json"):
-        meta = json.loads((bundle / name).read_text())
-        meta["codec"]["options"]["level"] = "9"
-        (bundle / name).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["codec"]["options"]["level"] = "9"
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    meta = json.loads((bundle / "run.json").read_text())
+    meta["run_key"]["codec_options"]["level"] = "9"
+    (bundle / "run.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     resum(bundle)
-    code, checks, out = crosscheck_with(bundle, capsys, "--reencode", "1")
+    code, checks, out = crosscheck_with(bundle, capsys, "--reencode", "1", "--accept", "subset", root=root)
     assert code == 1 and checks["decode"]["verdict"] == "pass", out
     assert checks["re-encode"]["verdict"] == "fail"
     (problem,) = checks["re-encode"]["problems"]

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_root, write_feature
+from harness import schemas
 from harness.cli import main
 from harness.dataset import check_sample_id
 from harness.errors import DatasetError
@@ -235,7 +236,7 @@ def test_folders_linked_out_of_the_run_are_refused_before_writing(run, tmp_path,
 
 def test_files_of_a_newer_schema_are_refused_naming_the_file(run, capsys, tmp_path):
     meta = json.loads((run / "run.json").read_text())
-    assert meta["schema"] == 1
+    assert meta["schema"] == schemas.RUN_JSON
     record = records(run)[0]
     assert json.loads(record.read_text())["schema"] == 1
     assert "schema" in pd.read_csv(run / "results.csv").columns

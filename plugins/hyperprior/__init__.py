@@ -27,8 +27,8 @@ from harness import CodecError, CodecSpec, Option, hookimpl, truthy
 VERSION = "1.0"
 CHECKPOINTS_ENV = "FCM_HYPERPRIOR_CHECKPOINTS"
 OPTIONS = {"checkpoints": Option("", "path", help=f"the checkpoints folder (default ${CHECKPOINTS_ENV})"),
-           "device": Option("cpu", help="torch device"),
-           "threads": Option("1", "int", minimum=0, help="torch threads (0: torch's own setting)"),
+           "device": Option("cpu", help="torch device", local=True),
+           "threads": Option("1", "int", minimum=0, help="torch threads (0: torch's own setting)", local=True),
            "best": Option("0", "bool", help="the best checkpoint instead of the last"),
            "model_task": Option("", help="code with another task's models (generalization study)"),
            "pad": Option("zero", choices=("zero", "edge"), help="what the encoder puts in the padding")}
