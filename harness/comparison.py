@@ -169,7 +169,7 @@ def has_metric(curve: Curve) -> bool:
 def build(test: Curve, anchors: Sequence[Curve], ctc: CTC, *, ons: Sequence[str] = ("metric", "psnr"),
           method: str = "pchip", policy: str = "nan", bootstrap: int = BOOTSTRAP_COUNT, seed: int = BOOTSTRAP_SEED,
           level: float = LEVEL, min_overlap: float | None = None) -> ComparisonSet:
-    """The comparison of `test` against every anchor that shares a task with it."""
+    """The comparison of `test` against every anchor that shares a task with it (the others are left out)."""
     for on in ons:
         check_on(on)
     if bootstrap < 0 or not 0 < level < 1:
@@ -180,9 +180,6 @@ def build(test: Curve, anchors: Sequence[Curve], ctc: CTC, *, ons: Sequence[str]
     settings = _Settings(method, policy, threshold, bootstrap, seed, level)
     results = tuple(_against(anchor, test, ons, settings, samples, draws)
                     for anchor in anchors if set(anchor.tasks) & set(test.tasks))
-    if not results:
-        names = ", ".join(a.name for a in anchors) or "no anchor"
-        raise HarnessError(f"'{test.name}' has no task in common with {names}")
     notes = [f"a BD-rate whose curves overlap less than {threshold:.0%} on the quality axis (the CTC's "
              "[bd] min_overlap) is withheld"]
     if "psnr" in ons:
@@ -258,7 +255,15 @@ def _task_bd(a: pd.DataFrame, t: pd.DataFrame, on: str, settings: _Settings,
         interval = _interval(values, settings)
     metric_value = float(metric.value) if metric.ok else None
     overlap = float(rate.overlap) if math.isfinite(rate.overlap) else None
-    return BD(on, value, reason, withheld, overlap, metric_value, interval, tuple(rate.notes)), values
+    notes = tuple(_relabel(n, on) for n in rate.notes)
+    return BD(on, value, _relabel(reason, on), withheld, overlap, metric_value, interval, notes), values
+
+
+def _relabel(text: str, on: str) -> str:
+    """harness.bdrate calls the quality axis 'metric'; on a distortion axis, say which one."""
+    if on == "metric":
+        return text
+    return text.replace("the metric axis", f"the {AXIS[on]} axis").replace("(rate, metric)", f"(rate, {on})")
 
 
 def _judge(rate: BDResult, min_overlap: float, on: str) -> tuple[float | None, str, bool]:
