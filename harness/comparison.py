@@ -310,10 +310,10 @@ def _mean(bds: list[BD], tasks: list[str], on: str, resampled: list[list[float |
           settings: _Settings) -> tuple[BD, str]:
     """The mean BD-rate over the tasks that have one (withheld ones left out, and named)."""
     used = [i for i, b in enumerate(bds) if b.ok]
-    if not used:
-        return BD(on, None, "no task has a BD-rate", False, None, None,
-                  _none(settings, "no BD-rate to give an interval for")), "no task has a BD-rate"
     missing = [tasks[i] + (" withheld" if bds[i].withheld else "") for i in range(len(bds)) if i not in used]
+    if not used:
+        note = f"no task has a BD-rate ({', '.join(missing)})"
+        return BD(on, None, note, False, None, None, _none(settings, "no BD-rate to give an interval for")), note
     note = f"mean over {len(used)} of {len(bds)} tasks" + (f" (without {', '.join(missing)})" if missing else "")
     value = sum(bds[i].value for i in used) / len(used)  # type: ignore[misc]
     lacking = [i for i in used if resampled[i] is None]

@@ -165,7 +165,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     workbook = write_workbook(out / "report.xlsx", sections, bd)
     context = {
         "codec": meta["codec"], "ctc": meta["ctc"], "dataset": meta["dataset"], "run_name": run_dir.name,
-        "anchors": [{"name": a.name, "source": a.source, "where": _where(a)} for a in anchor_curves],
+        "anchors": [{"name": a.name, "source": "" if a.file and a.file.is_dir() else a.source,  # a run's is its path
+                     "where": _where(a)} for a in anchor_curves],
         "options": {k: "<path>" if os.path.isabs(str(v)) else v  # a path is this machine's
                     for k, v in sorted(meta["codec"].get("options", {}).items())},
         "method": method, "policy": policy, "sections": sections, "has_metric": has_metric,
@@ -203,7 +204,7 @@ def _summary(result: comparison.ComparisonSet) -> list[dict]:
             mean = against.mean(on)
             why = mean.reason or (mean.interval.reason if not mean.interval.ok else "")
             cells.append({"rate": comparison.rate_text(mean), "interval": comparison.interval_text(mean),
-                          "note": "; ".join(x for x in (against.mean_note(on), why) if x)})
+                          "note": "; ".join(dict.fromkeys(x for x in (against.mean_note(on), why) if x))})
         rows.append({"anchor": against.anchor, "cells": cells})
     return rows
 
