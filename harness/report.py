@@ -202,7 +202,7 @@ def _summary(result: comparison.ComparisonSet) -> list[dict]:
         cells = []
         for on in result.ons:
             mean = against.mean(on)
-            why = mean.reason or (mean.interval.reason if not mean.interval.ok else "")
+            why = mean.reason or (f"no interval: {mean.interval.reason}" if not mean.interval.ok else "")
             cells.append({"rate": comparison.rate_text(mean), "interval": comparison.interval_text(mean),
                           "note": "; ".join(dict.fromkeys(x for x in (against.mean_note(on), why) if x))})
         rows.append({"anchor": against.anchor, "cells": cells})
