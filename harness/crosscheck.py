@@ -676,7 +676,10 @@ def check_bd(root: Path, ctc: CTC, manifest: dict, check: Check) -> None:
     claimed = load_json_file(root / BD_FILE)
     if not isinstance(claimed, dict) or not isinstance(claimed.get("comparisons"), list):
         raise RunError(f"{root / BD_FILE}: field 'comparisons' missing")
-    fresh = bd_rates(root, ctc, manifest["codec"]["name"], claimed.get("method", "pchip"), claimed.get("policy", "nan"))
+    ons = {c.get("on") for c in claimed["comparisons"] if isinstance(c, dict)}
+    distortion = "mse" if "mse" in ons and "psnr" not in ons else "psnr"  # a bundle packed before BD on PSNR
+    fresh = bd_rates(root, ctc, manifest["codec"]["name"], claimed.get("method", "pchip"), claimed.get("policy", "nan"),
+                     distortion)
     index = {(c.get("anchor"), c.get("on")): c for c in claimed["comparisons"] if isinstance(c, dict)}
     for comparison in fresh["comparisons"]:
         key = (comparison["anchor"], comparison["on"])
