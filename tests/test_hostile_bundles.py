@@ -307,3 +307,16 @@ def test_crosscheck_of_the_current_folder_reports_instead_of_a_traceback(tmp_pat
     code = main(["crosscheck", "."])
     out = capsys.readouterr()
     assert code == 1 and "Traceback" not in out.err
+
+
+def test_a_reconstruction_of_another_hash_with_the_same_mse_is_not_bit_exact_not_forged(bundle, capsys):
+    """A floating-point decoder on another machine: other reconstruction hashes, same distortion."""
+    first = sorted((bundle / "records").rglob("*.json"))[0]
+    edit_json(first, lambda r: r.update(recon_sha256="0" * 64))
+    rewrite_results(bundle)
+    resum(bundle)
+    code, checks, out = check(bundle, capsys)
+    assert code == 0, out
+    assert checks["decode"].verdict == "warn" and "decoder not bit-exact here" in checks["decode"].summary
+    assert "MSE here" in checks["decode"].problems[0]
+    assert checks["distortion"].verdict == "pass" and checks["metrics"].verdict == "pass"
