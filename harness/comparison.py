@@ -366,11 +366,12 @@ def time_ratio(anchor: pd.DataFrame, test: pd.DataFrame, column: str) -> tuple[f
     a = anchor.set_index("rate_index")[column]
     t = test.set_index("rate_index")[column]
     logs = [math.log(t[i] / a[i]) for i in sorted(set(a.index) & set(t.index))
-            if _finite(a[i]) and _finite(t[i]) and a[i] > 0 and t[i] > 0]
+            if finite(a[i]) and finite(t[i]) and a[i] > 0 and t[i] > 0]
     return (math.exp(sum(logs) / len(logs)), len(logs)) if logs else (None, 0)
 
 
-def _finite(value: object) -> float | None:
+def finite(value: object) -> float | None:
+    """`value` as a finite float, or None."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

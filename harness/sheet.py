@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.comparison import BD, ComparisonSet, compare_run, time_ratio
+from harness.comparison import BD, ComparisonSet, compare_run, finite, time_ratio
 from harness.ctc import CTC
 from harness.npyio import atomic_write_bytes, atomic_write_text
 from harness.sheet_layout import COLUMNS, POINT_BLOCK, SUMMARY_BLOCK
@@ -32,12 +32,7 @@ __all__ = ["sheet_csv", "sheet_rows", "sheet_workbook", "time_ratio", "workbook_
 FIXED_TIME = dt.datetime(2000, 1, 1)  # the workbook's creation date: identical bytes for identical numbers
 
 
-def _number(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+_number = finite  # a sheet cell's number, or None for text, NaN and infinities
 
 
 def _count(value: object) -> int | None:

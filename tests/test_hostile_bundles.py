@@ -22,23 +22,16 @@ from harness.errors import RunError
 from harness.formats.crosscheck import REQUIRED_CHECKS, read_report
 from harness.options import coding_options
 from harness.results import collect_records, records_frame
-from harness.runner import RunRequest, execute
 
-from conftest import make_root
 
 DATA: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
+def packed(complete_bundle) -> Path:
     """An honest, complete zlib bundle of a two-sample cls data root (every rate point), evaluated."""
-    base = tmp_path_factory.mktemp("hostile")
-    DATA["root"] = make_root(base / "data")
-    execute(RunRequest(codec="zlib", tasks=["cls"], data_root=DATA["root"], out=base / "run", jobs=1,
-                       progress=False))
-    assert main(["evaluate", str(base / "run"), "--heads", "demo"]) == 0
-    assert main(["pack", str(base / "run"), "--out", str(base / "bundle")]) == 0
-    return base / "bundle"
+    bundle, DATA["root"] = complete_bundle
+    return bundle
 
 
 @pytest.fixture
