@@ -149,7 +149,8 @@ def _decode(job: DecodeJob) -> tuple[DecodeResult, bool]:
         problem = cap_message(_memory_mib) if _memory_mib else f"decode failed: MemoryError: {exc}"
         return DecodeResult(job.label, False, problem, decode_s, pid), True
     except Exception as exc:  # a third-party decoder may raise anything; report it, go on
-        return DecodeResult(job.label, False, f"decode failed: {type(exc).__name__}: {exc}", decode_s, pid), False
+        problem = f"decode failed: {type(exc).__name__}: {exc}".replace("\n", " | ")[:2000]
+        return DecodeResult(job.label, False, problem, decode_s, pid), False
     if digest != job.recon_sha256:
         return DecodeResult(job.label, False, "reconstruction differs from the one recorded at coding time",
                             decode_s, pid), False
@@ -168,6 +169,7 @@ def _serve(conn: Connection, memory_mib: int) -> None:
     """A worker: cap the address space, then decode jobs until told to stop (None) or the pipe closes."""
     global _parent, _memory_mib
     _parent = conn
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     if memory_mib:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         cap = memory_mib * 2**20
@@ -251,7 +253,8 @@ class _Worker:
         hint = (f"; it may have exceeded the memory cap of {limits.memory_mib} MiB, or the system ran out of "
                 f"memory" if code in (-signal.SIGKILL, -signal.SIGABRT, -signal.SIGSEGV) and limits.memory_mib
                 else "")
-        return f"the decoder process died while decoding ({how}){hint}"
+        when = "while decoding" if self.decoding else "before decoding (starting, reading or loading the codec)"
+        return f"the decoder process died {when} ({how}){hint}"
 
     def _reap(self) -> bool:
         self.process.join(5)

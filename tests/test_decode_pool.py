@@ -35,7 +35,7 @@ def _fine(root: Path, count: int) -> list[DecodeJob]:
 
 def test_results_equal_the_old_fresh_process_path_on_a_real_run(data_root, tmp_path):
     run = execute(RunRequest(codec="zlib", data_root=data_root, out=tmp_path / "run", jobs=1, progress=False,
-                             rate_points=[0, 3])).run_dir
+                             rate_points=[3])).run_dir
     jobs = verify_jobs(run)
     tampered = run / jobs[0].bitstream_path  # one mismatch, so both paths have a failure to agree on
     data = tampered.read_bytes()
@@ -43,7 +43,7 @@ def test_results_equal_the_old_fresh_process_path_on_a_real_run(data_root, tmp_p
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
         old = list(pool.map(decode_and_hash, jobs))
     new = verify_run(run, workers=2)
-    assert len(new) == len(jobs) == 8
+    assert len(new) == len(jobs) == 4
     assert [(r.label, r.ok, r.problem) for r in new] == [(r.label, r.ok, r.problem) for r in old]
     assert [r.ok for r in new].count(False) == 1 and "sha256" in new[0].problem
 
