@@ -225,9 +225,10 @@ class _Worker:
                     self.job = None
                     _, result, retire = message
                     return result, retire and self._reap()
-        except (EOFError, OSError):
-            pass
-        if not self.process.is_alive() or self.conn.closed:
+        except (EOFError, OSError):  # its end of the pipe is gone: dead, or as good as dead
+            self.process.kill()
+            return self._failed(self._death(limits)), self._reap()
+        if not self.process.is_alive():
             return self._failed(self._death(limits)), self._reap()
         if time.monotonic() >= self.deadline:
             what = (timeout_message(limits.timeout_s) if self.decoding else
