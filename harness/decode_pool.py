@@ -130,31 +130,38 @@ def decode_and_hash(job: DecodeJob) -> DecodeResult:
 
 def _decode(job: DecodeJob) -> tuple[DecodeResult, bool]:
     """The result, and whether this process should retire (after a MemoryError its state is suspect)."""
-    from harness.jobs import canonical_hash, canonical_output, codec_for_verify
+    try:
+        return _read_decode_hash(job), False
+    except MemoryError as exc:  # anywhere: reading, loading the codec, decoding, hashing
+        problem = cap_message(_memory_mib) if _memory_mib else f"decode failed: MemoryError: {exc}"
+        return DecodeResult(job.label, False, problem, worker_pid=os.getpid()), True
 
+
+def _read_decode_hash(job: DecodeJob) -> DecodeResult:
     pid = os.getpid()
     try:
         data = read_stored(Path(job.run_dir), job.bitstream_path, job.bytes, job.bitstream_sha256, job.label)
     except HarnessError as exc:  # never decoded: the bytes are not the recorded ones
-        return DecodeResult(job.label, False, str(exc), worker_pid=pid), False
+        return DecodeResult(job.label, False, str(exc), worker_pid=pid)
     decode_s = 0.0
     try:
+        from harness.jobs import canonical_hash, canonical_output, codec_for_verify
+
         codec = codec_for_verify(job.codec, job.codec_options, job.plugin_modules)
         _tell_parent("begin")
         start = time.perf_counter()
         decoded = codec.decode(data)
         decode_s = time.perf_counter() - start
         digest = canonical_hash(canonical_output(decoded, job.kind, job.dtype))
-    except MemoryError as exc:
-        problem = cap_message(_memory_mib) if _memory_mib else f"decode failed: MemoryError: {exc}"
-        return DecodeResult(job.label, False, problem, decode_s, pid), True
+    except MemoryError:
+        raise
     except Exception as exc:  # a third-party decoder may raise anything; report it, go on
         problem = f"decode failed: {type(exc).__name__}: {exc}".replace("\n", " | ")[:2000]
-        return DecodeResult(job.label, False, problem, decode_s, pid), False
+        return DecodeResult(job.label, False, problem, decode_s, pid)
     if digest != job.recon_sha256:
         return DecodeResult(job.label, False, "reconstruction differs from the one recorded at coding time",
-                            decode_s, pid), False
-    return DecodeResult(job.label, True, "", decode_s, pid), False
+                            decode_s, pid)
+    return DecodeResult(job.label, True, "", decode_s, pid)
 
 
 _parent: Connection | None = None  # set in a pool worker; None when decode_and_hash runs elsewhere
@@ -226,6 +233,7 @@ class _Worker:
                     _, result, retire = message
                     return result, retire and self._reap()
         except (EOFError, OSError):  # its end of the pipe is gone: dead, or as good as dead
+            self.process.join(1)  # let an exiting process say how it ended
             self.process.kill()
             return self._failed(self._death(limits)), self._reap()
         if not self.process.is_alive():
