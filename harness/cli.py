@@ -93,7 +93,8 @@ def verify(
         "--memory-mib", min=0, help="Address-space cap per decoder process in MiB (0: none; default: "
         "$FCM_HARNESS_DECODE_MEMORY_MIB, else a share of RAM, 4-16 GiB).")] = None,
     timeout: Annotated[Optional[float], typer.Option(
-        min=0, help="Seconds one decode may take (0: no limit; default: $FCM_HARNESS_DECODE_TIMEOUT_S, else 300).")] = None,
+        min=0, help="Seconds one decode may take (0: no limit; default: $FCM_HARNESS_DECODE_TIMEOUT_S, "
+        "else 300).")] = None,
 ) -> None:
     """Re-decode every bitstream of a run in decode-only processes and compare reconstructions."""
     from dataclasses import replace

@@ -112,3 +112,15 @@ def test_limits_come_from_the_environment(monkeypatch):
 
     with pytest.raises(HarnessError, match="FCM_HARNESS_DECODE_TIMEOUT_S"):
         DecodeLimits.default(2)
+
+
+def test_harness_verify_takes_the_limits_and_reports_each_failure(data_root, tmp_path, capsys):
+    from harness.cli import main
+
+    run = execute(RunRequest(codec="zlib", data_root=data_root, out=tmp_path / "run", jobs=1, progress=False,
+                             rate_points=[3], tasks=["cls"])).run_dir
+    assert main(["verify", str(run), "--memory-mib", "2048", "--timeout", "60"]) == 0
+    assert "2 of 2 bitstreams reproduce" in capsys.readouterr().out
+    assert main(["verify", str(run), "--memory-mib", "1", "-j", "1"]) == 1  # no interpreter fits in 1 MiB
+    out = capsys.readouterr().out
+    assert out.count("MISMATCH") == 2 and out.count("memory cap of 1 MiB") == 2 and "0 of 2 bitstreams reproduce" in out
