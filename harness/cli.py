@@ -89,12 +89,26 @@ def evaluate(
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 2,
+    memory_mib: Annotated[Optional[int], typer.Option(
+        "--memory-mib", min=0, help="Address-space cap per decoder process in MiB (0: none; default: "
+        "$FCM_HARNESS_DECODE_MEMORY_MIB, else a share of RAM, 4-16 GiB).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        min=0, help="Seconds one decode may take (0: no limit; default: $FCM_HARNESS_DECODE_TIMEOUT_S, "
+        "else 300).")] = None,
 ) -> None:
-    """Re-decode every bitstream of a run in fresh processes and compare reconstructions."""
+    """Re-decode every bitstream of a run in decode-only processes and compare reconstructions."""
+    from dataclasses import replace
+
     from tqdm import tqdm
 
+    from harness.decode_pool import DecodeLimits
     from harness.verify import verify_jobs, verify_run
 
+    limits = DecodeLimits.default(jobs)
+    if memory_mib is not None:
+        limits = replace(limits, memory_mib=memory_mib)
+    if timeout is not None:
+        limits = replace(limits, timeout_s=timeout)
     total = len(verify_jobs(run_dir))
     bad = []
     with tqdm(total=total, desc="verifying", unit="bitstream", file=sys.stderr) as bar:
@@ -102,7 +116,7 @@ def verify(
             bar.update(1)
             if not result.ok:
                 bad.append(result)
-        verify_run(run_dir, workers=jobs, on_result=seen)
+        verify_run(run_dir, workers=jobs, on_result=seen, limits=limits)
     for result in bad:
         typer.echo(f"MISMATCH {result.label}: {result.problem}")
     typer.echo(f"{total - len(bad)} of {total} bitstreams reproduce their recorded reconstruction")
