@@ -177,6 +177,9 @@ def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
         step(check)
     except HarnessError as exc:
         check.fail(str(exc))
+    except Exception as exc:  # a plugin's decoder (or a bug here) may raise anything: a row, never a traceback
+        check.fail(f"unexpected {type(exc).__name__} in the {check.name} check: {str(exc)[:300]} "
+                   "(a fault of the installed plugin or of the harness; the bundle's files were read safely)")
     if check.verdict == "fail" and not check.summary:
         check.summary = check.problems[0] if check.problems else "failed"
     return check
