@@ -135,15 +135,20 @@ def read_sheet(path: Path) -> pd.DataFrame:
 
 def load_entry(path: Path, work: Path) -> Entry:
     """A bundle's typed manifest and checked sheet, after its files were checked against its SHA256SUMS."""
-    if path.is_file():
-        target = work / str(len(list(work.iterdir())))
-        root = extract_archive(path, target)
-    else:
-        root = path
+    if not path.is_file():
+        return _read_entry(path, path)
+    root = extract_archive(path, work / str(len(list(work.iterdir()))))
+    try:
+        return _read_entry(path, root)
+    except HarnessError as exc:  # name the archive, not the folder it was unpacked into (gone by then)
+        raise HarnessError(str(exc).replace(str(root), str(path))) from None
+
+
+def _read_entry(path: Path, root: Path) -> Entry:
     check = Check("integrity")
     check_integrity(root, check)
     if check.verdict == "fail":
-        raise HarnessError(shown(check.problems[0]))
+        raise HarnessError(check.problems[0])
     manifest = read_manifest(root)
     sha = sha256_regular(root / SUMS, 64 << 20)  # pins every file of the bundle
     return Entry(path.name.removesuffix(".tar"), manifest, sha, read_sheet(root / "sheet.csv"))
