@@ -45,7 +45,6 @@ from harness.curves import Curve
 from harness.errors import HarnessError
 from harness.formats.crosscheck import CrosscheckReport, counts_for, read_report
 from harness.formats.manifest import Manifest, read_manifest
-from harness.npyio import atomic_write_bytes
 from harness.safe_io import inside, name_problem, read_regular, sha256_regular
 from harness.sheet_layout import COLUMNS
 
@@ -347,7 +346,7 @@ def entry_curves(members: list[Entry], names: dict[str, str]) -> list[Curve]:
         points = sheet[(sheet.section == "point") & (sheet.role == "test")]
         if len(points):
             frame = points[["task", "bpfp", "metric", "mse"]].reset_index(drop=True)
-            curves.append(Curve(names[entry.bundle_sha256], frame, entry.name))
+            curves.append(Curve(names[entry.bundle_sha256][:60], frame, entry.name))  # a legend, not a page
     return curves
 
 
@@ -403,7 +402,20 @@ def _group(out: Path, sha: str, members: list[Entry], files: SiteFiles) -> dict[
     plotted = [curves[a] for a in anchors if a in curves] + entry_curves(members, names)
     figures = _figures(out, sha, tasks, plotted, anchors, members, files)
     return {"ctc": {"name": ctc.name, "version": ctc.version, "sha256": sha, "shipped": shipped is not None},
-            "anchors": anchors, "tasks": tasks, "rows": rows, "figures": figures}
+            "anchors": anchors, "anchor_styles": {a: _swatch(a) for a in anchors}, "tasks": tasks, "rows": rows,
+            "figures": figures}
+
+
+# the pictures' markers as text, so the table shows each anchor as its curves are drawn
+_GLYPHS = {"o": "\u25cf", "s": "\u25a0", "D": "\u25c6", "^": "\u25b2", "v": "\u25bc", "P": "\u271a",
+           "X": "\u2716", "p": "\u2b1f"}
+
+
+def _swatch(anchor: str) -> dict[str, str]:
+    from harness.figures import anchor_style
+
+    style = anchor_style(anchor)
+    return {"color": style["color"], "glyph": _GLYPHS.get(style["marker"], "\u25cf")}
 
 
 def _load_all(paths: list[Path], work: Path, files: SiteFiles) -> tuple[list[Entry], dict[str, list[Path]]]:

@@ -11,6 +11,7 @@ import io
 import json
 import os
 from pathlib import Path
+import re
 import shutil
 import tarfile
 
@@ -330,6 +331,9 @@ def test_anchor_curves_and_rows_come_from_the_checkers_ctc_never_from_a_bundle(b
     assert group["anchors"] == ["paper-vtm", "paper-hyperprior"]
     assert [r["name"] for r in group["rows"] if r["kind"] == "anchor"] == group["anchors"]
     (curves, options), = drawn
+    from harness.figures import anchor_style
+
+    assert all(group["anchor_styles"][a]["color"] == anchor_style(a)["color"] for a in group["anchors"])
     assert set(options["anchors"]) == set(group["anchors"])
     names = [c.name for c in curves]
     assert not any("forged" in n for n in names) and names.count("paper-vtm") == 1
@@ -383,8 +387,10 @@ def test_the_first_screen_names_entries_verdicts_mean_bd_rates_and_submitters(bu
     # the first screen: entry, verdicts, one mean BD-rate per anchor, submitter; nothing else
     headings = html.split("<thead>")[1].split("</thead>")[0]
     assert headings.count("<th") == 3 + len(group["anchors"])
-    for text in ("entry", "crosscheck (checker)", "BD-rate vs paper-vtm", "BD-rate vs paper-hyperprior", "submitter"):
-        assert text in headings
+    plain = re.sub(r"<[^>]+>", "", headings)  # the anchors' swatches are markup
+    assert "entry" in plain and "crosscheck (checker)" in plain and "submitter" in plain
+    for anchor in group["anchors"]:  # after its swatch (one glyph)
+        assert re.search(rf"BD-rate vs . {re.escape(anchor)}mean over tasks, task metric", plain), anchor
     main_rows = [part.split("</tr>")[0] for part in html.split('<tr class="main">')[1:]]
     l5 = next(r for r in main_rows if "level=5" in r)
     assert l5.count("<td") == 3 + len(group["anchors"]) and "P5" in l5 and "not crosschecked" in l5
