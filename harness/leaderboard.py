@@ -344,6 +344,8 @@ def entry_curves(members: list[Entry], names: dict[str, str]) -> list[Curve]:
     for entry in members:
         sheet = entry.sheet
         points = sheet[(sheet.section == "point") & (sheet.role == "test")]
+        # only points a log-rate picture can show (inf, nan or non-positive rates would bend its axes)
+        points = points[(points.bpfp > 0) & points.bpfp.map(math.isfinite) & points.metric.map(math.isfinite)]
         if len(points):
             frame = points[["task", "bpfp", "metric", "mse"]].reset_index(drop=True)
             curves.append(Curve(names[entry.bundle_sha256][:60], frame, entry.name))  # a legend, not a page
