@@ -150,8 +150,10 @@ def train(request: TrainRequest, log: Callable[[str], None] = print) -> list[Pat
 
 
 def compare(anchor: str, test: str, on: str = "metric", method: str = "pchip", policy: str = "nan",
-            ctc_dir: Path | None = None) -> Comparison:
-    """BD-rate and BD-metric of `test` against `anchor` (anchor names or run directories), per task."""
+            ctc_dir: Path | None = None, bootstrap: int | None = None, seed: int | None = None) -> Comparison:
+    """BD-rate and BD-metric of `test` against `anchor` (anchor names or run directories), per task, with
+    bootstrap intervals where the test has per-sample records (harness.comparison)."""
+    from harness import comparison
     from harness.curves import compare as compare_curves, resolve_curve
 
     if method not in ("pchip", "akima", "cubic") or policy not in ("nan", "drop"):
@@ -159,19 +161,27 @@ def compare(anchor: str, test: str, on: str = "metric", method: str = "pchip", p
     runs = [Path(s) for s in (test, anchor) if (Path(s) / "run.json").is_file()]
     ctc = run_ctc(runs[0] if runs else None, ctc_dir)
     a, b = resolve_curve(anchor, ctc, on), resolve_curve(test, ctc, on)
-    return Comparison(a, b, compare_curves(a, b, on=on, method=method, policy=policy), on, method, policy)
+    rows = compare_curves(a, b, on=on, method=method, policy=policy)
+    result = comparison.build(b, [a], ctc, ons=(on,), method=method, policy=policy,
+                              bootstrap=comparison.BOOTSTRAP_COUNT if bootstrap is None else bootstrap,
+                              seed=comparison.BOOTSTRAP_SEED if seed is None else seed)
+    return Comparison(a, b, rows, on, method, policy, result)
 
 
 @dataclass
 class Comparison:
     anchor: Any  # harness.curves.Curve
     test: Any
-    rows: list
+    rows: list  # harness.curves.TaskComparison per task: the raw BD results
     on: str
     method: str
     policy: str
+    result: Any = None  # harness.comparison.ComparisonSet: what every page shows (withheld, intervals)
 
     def record(self) -> dict:
-        """The comparison as strict-JSON data (null, never NaN)."""
-        from harness.curves import comparison_record
-        return comparison_record(self.anchor, self.test, self.rows, self.on, self.method, self.policy)
+        """The comparison as strict-JSON data (null, never NaN), with the files the curves came from."""
+        from harness.comparison import anchor_record
+        record = anchor_record(self.result, self.result.anchors[0], self.on)
+        record["anchor_file"] = str(self.anchor.file) if self.anchor.file else None
+        record["test_file"] = str(self.test.file) if self.test.file else None
+        return record

@@ -155,38 +155,39 @@ def plugin_entry(run: RunMeta) -> dict[str, Any]:
             "distribution_version": source.version, "module": source.target}
 
 
-def bd_rates(bundle_dir: Path, ctc: CTC, codec: str, method: str = "pchip", policy: str = "nan") -> dict[str, Any]:
+def bd_rates(bundle_dir: Path, ctc: CTC, codec: str, method: str = "pchip", policy: str = "nan",
+             distortion: str = "psnr") -> dict[str, Any]:
     """BD-rate and BD-metric of the bundle against every anchor the CTC names, on the task metric
-    (when evaluated) and on feature MSE, in `harness compare --format json`'s terms plus the
-    point counts of both curves; no machine paths (anchor files by name only)."""
-    from harness.curves import compare, comparison_record, load_run_curve, resolve_curve
+    (when evaluated) and on `distortion` (PSNR in dB; "mse" for linear feature MSE, bundles packed
+    before PSNR), from harness.comparison in `harness compare --format json`'s terms (withheld
+    BD-rates as null with the reason, bootstrap intervals) plus the point counts and ranges of both
+    curves; no machine paths (anchor files by name only)."""
+    from harness.comparison import anchor_record, compare_run
+    from harness.curves import axis_values
 
-    has_metrics = (bundle_dir / "metrics.csv").exists()
+    ons = (["metric"] if (bundle_dir / "metrics.csv").exists() else []) + [distortion]
+    result = compare_run(bundle_dir, ctc, codec, ons=ons, method=method, policy=policy)
     comparisons = []
-    for on in (["metric"] if has_metrics else []) + ["mse"]:
-        test = load_run_curve(bundle_dir, ctc, on=on)
-        test.name = codec
-        for anchor_name in ctc.anchors:
-            anchor = resolve_curve(anchor_name, ctc, on=on)
-            if not set(anchor.tasks) & set(test.tasks):
-                continue
-            rows = compare(anchor, test, on=on, method=method, policy=policy)
-            record = comparison_record(anchor, test, rows, on, method, policy)
-            record["anchor_file"] = anchor.file.name if anchor.file else None
+    for on in ons:
+        for against in result.anchors:
+            record = anchor_record(result, against, on)
+            record["anchor_file"] = against.anchor_file
             record["test_file"] = None
             record["test_source"] = "this bundle"
-            column = "metric" if on == "metric" else "mse"
             for task, entry in record["tasks"].items():
-                a, t = anchor.task(task), test.task(task)
+                a, t = against.curve.task(task), result.test_curve.task(task)
                 entry["anchor_points"], entry["test_points"] = int(len(a)), int(len(t))
                 # the ranges each curve spans, and where they overlap on the integration axis
-                entry["anchor_range"] = {"bpfp": _span(a.bpfp), on: _span(a[column])}
-                entry["test_range"] = {"bpfp": _span(t.bpfp), on: _span(t[column])}
-                (a_low, a_high), (t_low, t_high) = _span(a[column]), _span(t[column])
+                (_, ya, _), (_, yt, _) = axis_values(a, on), axis_values(t, on)
+                entry["anchor_range"] = {"bpfp": _span(a.bpfp), on: _span(ya)}
+                entry["test_range"] = {"bpfp": _span(t.bpfp), on: _span(yt)}
+                (a_low, a_high), (t_low, t_high) = _span(ya), _span(yt)
                 low, high = max(a_low, t_low), min(a_high, t_high)
                 entry["common_range"] = {on: [low, high] if low <= high else None}
             comparisons.append(record)
-    return {"method": method, "policy": policy, "ctc_sha256": ctc.sha256, "comparisons": scrub(comparisons)}
+    return {"method": method, "policy": policy, "ctc_sha256": ctc.sha256, "min_overlap": result.min_overlap,
+            "bootstrap": {"count": result.bootstrap, "seed": result.seed, "level": result.level},
+            "comparisons": scrub(comparisons)}
 
 
 def _span(values: Any) -> list[float]:

@@ -89,12 +89,26 @@ def evaluate(
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 2,
+    memory_mib: Annotated[Optional[int], typer.Option(
+        "--memory-mib", min=0, help="Address-space cap per decoder process in MiB (0: none; default: "
+        "$FCM_HARNESS_DECODE_MEMORY_MIB, else a share of RAM, 4-16 GiB).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        min=0, help="Seconds one decode may take (0: no limit; default: $FCM_HARNESS_DECODE_TIMEOUT_S, "
+        "else 300).")] = None,
 ) -> None:
-    """Re-decode every bitstream of a run in fresh processes and compare reconstructions."""
+    """Re-decode every bitstream of a run in decode-only processes and compare reconstructions."""
+    from dataclasses import replace
+
     from tqdm import tqdm
 
+    from harness.decode_pool import DecodeLimits
     from harness.verify import verify_jobs, verify_run
 
+    limits = DecodeLimits.default(jobs)
+    if memory_mib is not None:
+        limits = replace(limits, memory_mib=memory_mib)
+    if timeout is not None:
+        limits = replace(limits, timeout_s=timeout)
     total = len(verify_jobs(run_dir))
     bad = []
     with tqdm(total=total, desc="verifying", unit="bitstream", file=sys.stderr) as bar:
@@ -102,7 +116,7 @@ def verify(
             bar.update(1)
             if not result.ok:
                 bad.append(result)
-        verify_run(run_dir, workers=jobs, on_result=seen)
+        verify_run(run_dir, workers=jobs, on_result=seen, limits=limits)
     for result in bad:
         typer.echo(f"MISMATCH {result.label}: {result.problem}")
     typer.echo(f"{total - len(bad)} of {total} bitstreams reproduce their recorded reconstruction")
@@ -114,35 +128,32 @@ def verify(
 def compare(
     anchor: Annotated[str, typer.Argument(help="Anchor name (e.g. paper-vtm) or run directory.")],
     test: Annotated[str, typer.Argument(help="Anchor name or run directory to compare against it.")],
-    on: Annotated[str, typer.Option(help="metric (task metric) or mse (feature MSE).")] = "metric",
+    on: Annotated[str, typer.Option(help="metric (task metric), psnr (-10*log10 feature MSE in dB, as JVET/MPEG "
+                                         "take distortion) or mse (linear feature MSE).")] = "metric",
     method: Annotated[str, typer.Option(help="pchip (JVET/MPEG), akima or cubic (VCEG-M33).")] = "pchip",
     policy: Annotated[str, typer.Option(help="Non-monotonic curves: nan (report why) or drop (dominated points).")] = "nan",
+    bootstrap: Annotated[int, typer.Option(min=0, help="Resamples of the test run's samples for the 95 % interval "
+                                                       "(0: none).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     ctc: CtcOpt = None,
 ) -> None:
-    """BD-rate and BD-metric of TEST against ANCHOR, per task and averaged."""
+    """BD-rate and BD-metric of TEST against ANCHOR, per task and averaged, with bootstrap intervals."""
     import json
 
     from harness import api
-    from harness.curves import mean_bd_rate
+    from harness.comparison import table_lines
 
     if format not in ("table", "json"):
         raise HarnessError(f"--format must be table or json, got {format!r}")
-    done = api.compare(anchor, test, on, method, policy, ctc)
+    done = api.compare(anchor, test, on, method, policy, ctc, bootstrap, seed)
     for role, curve in (("anchor", done.anchor), ("test", done.test)):  # which file each curve came from
         typer.echo(f"{role} '{curve.name}': {curve.origin}", err=True)
     if format == "json":  # strict JSON: null, never NaN
         typer.echo(json.dumps(done.record(), indent=2, allow_nan=False))
         return
-    mean, mean_note = mean_bd_rate(done.rows)
-    typer.echo(f"BD of {done.test.name} against {done.anchor.name} on {on} ({method}, non-monotonic policy '{policy}')")
-    typer.echo(f"{'task':5} {'BD-rate':>10} {'BD-metric':>10} {'overlap':>8}  note")
-    for r in done.rows:
-        rate = f"{r.rate.value:+.2f} %" if r.rate.ok else "n/a"
-        metric = f"{r.metric.value:+.4g}" if r.metric.ok else "n/a"
-        note = r.rate.reason or "; ".join(n for n in r.rate.notes if "warning" not in n)[:120]
-        typer.echo(f"{r.task:5} {rate:>10} {metric:>10} {r.rate.overlap:8.2f}  {note}")
-    typer.echo(f"mean  {'n/a' if mean is None else f'{mean:+.2f} %':>10}   ({mean_note})")
+    for line in table_lines(done.result, on):
+        typer.echo(line)
 
 
 @app.command()

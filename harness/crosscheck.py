@@ -499,20 +499,22 @@ def check_coverage(ctx: Context, check: Check) -> None:
 
 def check_decode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecord], jobs: int,
                  codec_options: dict[str, str], check: Check) -> None:
+    from harness.decode_pool import DecodeJob, decode_jobs
+
     options = tuple(sorted(codec_options.items()))
     kind = run.input_kind
-    work = [VerifyJob(str(root), r.codec, options, (), r.bitstream_path, r.bytes, r.bitstream_sha256, r.recon_sha256,
+    work = [DecodeJob(str(root), r.codec, options, (), r.bitstream_path, r.bytes, r.bitstream_sha256, r.recon_sha256,
                       r.job_label, kind,
                       input_dtype(kind, ctc.task(r.task).dtype)) for r in records if r.status == "ok"]
-    context = multiprocessing.get_context("spawn")
-    # one fresh process per decode: nothing the encoder or an earlier decode left behind is reused
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context, max_tasks_per_child=1) as pool:
-        results = list(pool.map(decode_and_hash, work))
+    # decode-only worker processes (never one that encoded), each decode from the bytes alone,
+    # under a memory cap and a timeout: a hostile bitstream fails its job, not the check
+    results = decode_jobs(work, jobs)
     for result in results:
         if not result.ok:
             check.fail(f"{root}/records/{result.label}.json: {result.problem}")
     good = sum(r.ok for r in results)
-    check.summary = f"{good} of {len(results)} bitstreams decode to their recorded reconstruction (fresh processes)"
+    check.summary = (f"{good} of {len(results)} bitstreams decode to their recorded reconstruction "
+                     f"(decode-only processes)")
 
 
 def check_distortion(ctx: Context, check: Check) -> None:
@@ -676,7 +678,10 @@ def check_bd(root: Path, ctc: CTC, manifest: dict, check: Check) -> None:
     claimed = load_json_file(root / BD_FILE)
     if not isinstance(claimed, dict) or not isinstance(claimed.get("comparisons"), list):
         raise RunError(f"{root / BD_FILE}: field 'comparisons' missing")
-    fresh = bd_rates(root, ctc, manifest["codec"]["name"], claimed.get("method", "pchip"), claimed.get("policy", "nan"))
+    ons = {c.get("on") for c in claimed["comparisons"] if isinstance(c, dict)}
+    distortion = "mse" if "mse" in ons and "psnr" not in ons else "psnr"  # a bundle packed before BD on PSNR
+    fresh = bd_rates(root, ctc, manifest["codec"]["name"], claimed.get("method", "pchip"), claimed.get("policy", "nan"),
+                     distortion)
     index = {(c.get("anchor"), c.get("on")): c for c in claimed["comparisons"] if isinstance(c, dict)}
     for comparison in fresh["comparisons"]:
         key = (comparison["anchor"], comparison["on"])

@@ -86,6 +86,7 @@ class TaskSpec:
 
 
 PAPER_ANCHORS = ("paper-vtm", "paper-hyperprior")
+DEFAULT_MIN_OVERLAP = 0.10  # a CTC without a [bd] table (made before it existed)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ class CTC:
     rate_parameters: dict[str, str] = field(default_factory=dict)
     #: [families.<family>] aliases: earlier names of a family, accepted with a warning
     family_aliases: dict[str, str] = field(default_factory=dict)
+    #: [bd] min_overlap: a BD-rate whose curves overlap less on the metric axis (common / union) is
+    #: withheld (harness.comparison); reporting only, not part of family_fingerprint
+    bd_min_overlap: float = DEFAULT_MIN_OVERLAP
 
     def family(self, name: str) -> str:
         """The family's name in this CTC: an alias (a name of an earlier CTC version) is mapped to it
@@ -335,6 +339,10 @@ def load_ctc(root: str | Path | None = None) -> CTC:
     anchors = tuple(_require(anchor_table, "names", f"{meta_file} [anchors]", list))
     bpfp = _require(meta, "bpfp", str(meta_file), dict)
     original_bpfp = _require(bpfp, "original_bpfp", f"{meta_file} [bpfp]", (int, float))
+    bd = meta.get("bd", {})
+    min_overlap = bd.get("min_overlap", DEFAULT_MIN_OVERLAP)
+    if isinstance(min_overlap, bool) or not isinstance(min_overlap, (int, float)) or not 0 <= min_overlap <= 1:
+        raise CTCError(f"{meta_file} [bd]: 'min_overlap' must be a number from 0 to 1, got {min_overlap!r}")
     specs = {name: _parse_task(name, t, str(tasks_file), list(families)) for name, t in task_tables.items()}
     return CTC(
         name=_require(info, "name", f"{meta_file} [ctc]", str),
@@ -353,6 +361,7 @@ def load_ctc(root: str | Path | None = None) -> CTC:
         rate_parameters={family: _require(table, "parameter", f"{meta_file} [rate.{family}]", str)
                          for family, table in rate.items()},
         family_aliases=aliases,
+        bd_min_overlap=float(min_overlap),
     )
 
 

@@ -24,6 +24,7 @@ CTC_FILE: dict[str, Any] = {
     "families": {"*": {"source", "input", "pad_multiple", "aliases"}},
     "bpfp": {"source", "original_bpfp"},
     "anchors": {"source", "names"},
+    "bd": {"source", "min_overlap"},
 }
 
 TASK_KEYS = {"title", "source", "model", "model_dir", "split_point", "shape", "dtype", "packing",

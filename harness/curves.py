@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import resources
-import math
 import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.bdrate import BDResult, bd_metric, bd_rate
@@ -201,22 +202,46 @@ class TaskComparison:
     metric: BDResult
 
 
+#: what a BD number can be computed on: the task metric, PSNR of the features in dB
+#: (-10*log10 MSE; the JVET/MPEG convention for distortion) or linear feature MSE (asked for by name)
+ONS = ("metric", "psnr", "mse")
+
+
+def psnr_db(mse: Any) -> np.ndarray:
+    """-10*log10(MSE) in dB; NaN where MSE is not positive. A PSNR's peak term 10*log10(peak^2) shifts
+    every point of every curve alike, and a BD-rate at equal quality does not change under such a shift
+    (nor does BD-PSNR, a difference), so no peak is needed."""
+    values = np.asarray(mse, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(values > 0, -10 * np.log10(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def axis_values(points: pd.DataFrame, on: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(rate, quality, higher_is_better) of one task's points on `on`; distortion points need MSE > 0."""
+    if on == "metric":
+        return (points.bpfp.to_numpy(float), points.metric.to_numpy(float),
+                bool(points.higher_is_better.iloc[0]) if len(points) else True)
+    usable = points[points.mse > 0]
+    if on == "mse":
+        return usable.bpfp.to_numpy(float), usable.mse.to_numpy(float), False
+    return usable.bpfp.to_numpy(float), psnr_db(usable.mse), True
+
+
+def check_on(on: str) -> None:
+    if on not in ONS:
+        raise HarnessError(f"--on must be 'metric', 'psnr' or 'mse', got {on!r}")
+
+
 def compare(anchor: Curve, test: Curve, on: str = "metric", method: str = "pchip",
             policy: str = "nan") -> list[TaskComparison]:
     """BD-rate and BD-metric of `test` against `anchor` for every task both have."""
-    if on not in ("metric", "mse"):
-        raise HarnessError(f"--on must be 'metric' or 'mse', got {on!r}")
+    check_on(on)
     out = []
     for task in sorted(set(anchor.tasks) & set(test.tasks)):
-        a, t = anchor.task(task), test.task(task)
-        if on == "mse":
-            a, t = a[a.mse > 0], t[t.mse > 0]
-            ya, yt, higher = a.mse, t.mse, False
-        else:
-            ya, yt, higher = a.metric, t.metric, bool(a.higher_is_better.iloc[0])
+        ra, ya, higher = axis_values(anchor.task(task), on)
+        rt, yt, _ = axis_values(test.task(task), on)
         kwargs = {"higher_is_better": higher, "method": method, "policy": policy}
-        out.append(TaskComparison(task, bd_rate(a.bpfp, ya, t.bpfp, yt, **kwargs),
-                                  bd_metric(a.bpfp, ya, t.bpfp, yt, **kwargs)))
+        out.append(TaskComparison(task, bd_rate(ra, ya, rt, yt, **kwargs), bd_metric(ra, ya, rt, yt, **kwargs)))
     if not out:
         raise HarnessError(f"'{anchor.name}' and '{test.name}' have no task in common")
     return out
@@ -229,25 +254,6 @@ def mean_bd_rate(rows: list[TaskComparison]) -> tuple[float | None, str]:
     missing = [r.task for r in rows if not r.rate.ok]
     note = f"mean over {len(finite)} of {len(rows)} tasks" + (f" (without {', '.join(missing)})" if missing else "")
     return sum(finite) / len(finite), note
-
-
-def comparison_record(anchor: Curve, test: Curve, rows: list[TaskComparison], on: str, method: str,
-                      policy: str) -> dict:
-    """`harness compare --format json`: every number finite or None (strict JSON has no NaN)."""
-    mean, mean_note = mean_bd_rate(rows)
-    tasks = {r.task: {"bd_rate_percent": _finite(r.rate.value) if r.rate.ok else None,
-                      "reason": r.rate.reason or None,
-                      "bd_metric": _finite(r.metric.value) if r.metric.ok else None,
-                      "overlap": _finite(r.rate.overlap), "notes": list(r.rate.notes)} for r in rows}
-    return {"anchor": anchor.name, "test": test.name, "on": on, "method": method, "policy": policy,
-            "anchor_source": anchor.source, "test_source": test.source,
-            "anchor_file": str(anchor.file) if anchor.file else None,
-            "test_file": str(test.file) if test.file else None,
-            "tasks": tasks, "mean_bd_rate_percent": _finite(mean), "mean_note": mean_note}
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def model_hashes(fingerprints: dict) -> str:

@@ -17,6 +17,10 @@ from typing import Any
 from harness.curves import Curve
 from harness.npyio import atomic_write_bytes
 
+#: the distortion axis of rate-distortion pictures: feature MSE in dB, as BD-rates take it
+#: (harness.curves.psnr_db; no peak: it would only shift every curve alike)
+PSNR_LABEL = "−10·log10(MSE) [dB]"
+
 
 def _pyplot():
     import matplotlib

@@ -99,7 +99,7 @@ def read_csv_checked(path: str | Path, what: str, required: Iterable[str] = (),
     except HarnessError as exc:
         raise TableError(str(exc)) from None
     try:
-        frame = pd.read_csv(io.BytesIO(raw))
+        frame = pd.read_csv(io.BytesIO(raw), float_precision="round_trip")  # the written floats, exactly
     except (ValueError, OSError) as exc:  # parser errors, empty file, not UTF-8 text
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TableError(f"{path}: not a readable {what} ({reason})") from None

@@ -1,6 +1,9 @@
 """`harness report RUN_DIR`: HTML, workbook, CSV and pictures of a run against anchors.
 
-Per task: rate-accuracy (R-A) and rate-distortion curves against every anchor,
+The page opens with the mean BD-rates against each anchor, on the task metric and on PSNR in dB
+(-10*log10 feature MSE; the peak cancels in BD-rate, so none is needed), each with its bootstrap
+interval or the reason it is withheld; every BD number comes from harness.comparison.
+Per task: rate-accuracy (R-A) and rate-distortion curves (distortion in dB) against every anchor,
 the rate-accuracy-drop curve (R-AD: % drop of the metric from the original
 features; 1/RMSE for dpt, as the paper does), the distortion-accuracy fit (R²
 of the metric on feature MSE, paper Table 5), BD-rate/BD-metric tables, and
@@ -13,16 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from importlib import resources
+import os
 from pathlib import Path
 
 import jinja2
 import numpy as np
 import pandas as pd
 
+from harness import comparison
 from harness.ctc import CTC
-from harness.curves import Curve, compare, load_anchor, load_run_curve, resolve_curve
-from harness.figures import curve_plot, scatter_fit
-from harness.npyio import atomic_write_text, read_csv_checked
+from harness.curves import Curve, load_anchor, load_run_curve, psnr_db, resolve_curve
+from harness.figures import PSNR_LABEL, curve_plot, scatter_fit
+from harness.npyio import atomic_write_bytes, atomic_write_text, read_csv_checked
 from harness.run_meta import read_run_meta
 from harness.results import METRICS_COLUMNS, METRICS_NUMBERS, SECONDARY_PREFIX, primary_metrics
 
@@ -75,8 +80,9 @@ def _complexity(anchor: str) -> pd.DataFrame:
 
 
 def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None, out: Path | None = None,
-                 method: str = "pchip", policy: str = "nan") -> ReportFiles:
-    """Report a run against anchors: names of anchor sheets or run directories (default: the CTC's)."""
+                 method: str = "pchip", policy: str = "nan", ons: tuple[str, ...] | None = None) -> ReportFiles:
+    """Report a run against anchors: names of anchor sheets or run directories (default: the CTC's);
+    BD-rates on `ons` (default: the task metric when evaluated, and PSNR)."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report"
     described = read_run_meta(run_dir)
@@ -84,8 +90,10 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     run = load_run_curve(run_dir, ctc, on="mse")
     run.name = described.codec
     anchors = ctc.anchors if anchors is None else anchors
-    anchor_curves = [resolve_curve(a, ctc, on="mse") for a in anchors]
-    has_metric = "metric" in run.points and not run.points.metric.isna().all()
+    anchor_curves = [_named(resolve_curve(a, ctc, on="mse")) for a in anchors]
+    has_metric = comparison.has_metric(run)
+    ons = ons or (("metric",) if has_metric else ()) + ("psnr",)
+    result = comparison.build(run, anchor_curves, ctc, ons=ons, method=method, policy=policy)
     originals = _originals(run_dir)
     paper_original = load_anchor("paper-original").points.set_index("task").metric.to_dict()
     figures: list[Path] = []
@@ -97,7 +105,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
         section = {"task": task, "title": spec.title, "metric": spec.metric, "unit": spec.metric_unit,
                    "higher_is_better": spec.higher_is_better, "figures": [], "bd": [], "points": [], "r2": None}
         pictures = out / "figures"
-        section["figures"].append(curve_plot(task, curves, "mse", "feature MSE", pictures / f"{task}-rd")[0])
+        section["figures"].append(curve_plot(task, curves, "mse", PSNR_LABEL, pictures / f"{task}-rd",
+                                             transform=psnr_db)[0])
         if has_metric:
             section["figures"].append(curve_plot(task, curves, "metric", f"{spec.metric} {spec.metric_unit}",
                                                  pictures / f"{task}-ra")[0])
@@ -119,18 +128,14 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
             section["r2"] = r_squared(points.mse.to_numpy(), points.metric.to_numpy())
             section["figures"].append(scatter_fit(task, points.mse, points.metric, section["r2"], "feature MSE",
                                                   spec.metric, pictures / f"{task}-da")[0])
-        for anchor in anchor_curves:
-            if task not in anchor.tasks:
-                continue
-            ons = ["metric", "mse"] if has_metric else ["mse"]
-            for on in ons:
-                result = compare(anchor, _only(run, task), on=on, method=method, policy=policy)[0]
-                row = {"task": task, "anchor": anchor.name, "on": on,
-                       "bd_rate_percent": result.rate.value, "bd_metric": result.metric.value,
-                       "overlap": result.rate.overlap, "reason": result.rate.reason,
-                       "notes": "; ".join(result.rate.notes)}
-                section["bd"].append(row)
-                bd_rows.append(row)
+        for against in result.anchors:
+            for row in against.tasks:
+                if row.task != task:
+                    continue
+                for bd in row.bd:
+                    entry = _bd_row(task, against.anchor, bd)
+                    section["bd"].append(entry)
+                    bd_rows.append(entry)
         # published per-QP encode times (supplement Table 2) where the anchor has them
         reference = {}
         for name in anchors:
@@ -140,7 +145,8 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
                 reference[name] = dict(zip(table.rate_point.astype(float), table.seconds))
         for point in run.task(task).itertuples():
             row = {"rate_point": f"{point.rate_parameter}{point.rate_point:g}", "samples": point.samples,
-                   "bpfp": point.bpfp, "mse": point.mse, "metric": getattr(point, "metric", float("nan")),
+                   "bpfp": point.bpfp, "mse": point.mse, "psnr_db": float(psnr_db(point.mse)),
+                   "metric": getattr(point, "metric", float("nan")),
                    "enc_s": point.enc_s, "dec_s": point.dec_s, "constant": int(point.constant_recon)}
             row.update({column.removeprefix(SECONDARY_PREFIX): getattr(point, column) for column in secondary})
             for name, seconds in reference.items():  # published times are per QP: match by value
@@ -151,17 +157,21 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
         sections.append(section)
 
     out.mkdir(parents=True, exist_ok=True)
-    bd = pd.DataFrame(bd_rows)
+    bd = pd.DataFrame(bd_rows, columns=BD_COLUMNS)
     points = run.points
     bd_csv, points_csv = out / "bd.csv", out / "points.csv"
     atomic_write_text(bd_csv, bd.to_csv(index=False))
     atomic_write_text(points_csv, points.to_csv(index=False))
     workbook = write_workbook(out / "report.xlsx", sections, bd)
     context = {
-        "codec": {**meta["codec"], "options": described.options}, "ctc": meta["ctc"], "dataset": meta["dataset"], "run_dir": str(run_dir),
-        "anchors": [{"name": a.name, "source": a.source, "origin": a.origin} for a in anchor_curves],
-        "method": method,
-        "policy": policy, "sections": sections, "has_metric": has_metric,
+        "codec": meta["codec"], "ctc": meta["ctc"], "dataset": meta["dataset"], "run_name": run_dir.name,
+        "anchors": [{"name": a.name, "source": "" if a.file and a.file.is_dir() else a.source,  # a run's is its path
+                     "where": _where(a)} for a in anchor_curves],
+        "options": {k: "<path>" if os.path.isabs(str(v)) else v  # a path is this machine's
+                    for k, v in sorted(described.options.items())},
+        "method": method, "policy": policy, "sections": sections, "has_metric": has_metric,
+        "summary": _summary(result), "ons": result.ons, "notes": result.notes,
+        "axis": {"metric": "task metric", "psnr": "PSNR (dB)", "mse": "feature MSE (linear)"},
         "fig": lambda p: Path(p).relative_to(out).as_posix(),
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("harness_reports"))),
@@ -172,6 +182,49 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
         figures += [Path(f) for f in section["figures"]]
     return ReportFiles(html, workbook, bd_csv, points_csv, figures,
                        [f"{a.name}: {a.origin}" for a in anchor_curves])
+
+
+BD_COLUMNS = ["task", "anchor", "on", "bd_rate_percent", "ci_low", "ci_high", "withheld", "bd_metric", "overlap",
+              "reason", "interval_reason", "notes"]
+
+
+def _bd_row(task: str, anchor: str, bd: comparison.BD) -> dict:
+    return {"task": task, "anchor": anchor, "on": bd.on, "bd_rate_percent": bd.value, "ci_low": bd.interval.low,
+            "ci_high": bd.interval.high, "withheld": bd.withheld, "bd_metric": bd.bd_metric, "overlap": bd.overlap,
+            "reason": bd.reason, "interval_reason": bd.interval.reason if bd.ok else "", "notes": "; ".join(bd.notes),
+            "rate_text": comparison.rate_text(bd), "interval_text": comparison.interval_text(bd)}
+
+
+def _summary(result: comparison.ComparisonSet) -> list[dict]:
+    """The page's opening table: per anchor, the mean BD-rate on each axis with its interval."""
+    rows = []
+    for against in result.anchors:
+        cells = []
+        for on in result.ons:
+            mean = against.mean(on)
+            why = mean.reason or (f"no interval: {mean.interval.reason}" if not mean.interval.ok else "")
+            cells.append({"rate": comparison.rate_text(mean), "interval": comparison.interval_text(mean),
+                          "note": "; ".join(dict.fromkeys(x for x in (against.mean_note(on), why) if x))})
+        rows.append({"anchor": against.anchor, "cells": cells})
+    return rows
+
+
+def _named(curve: Curve) -> Curve:
+    """A run directory used as an anchor is named by its folder's name, not its path on this machine."""
+    if curve.file is not None and curve.file.is_dir() and "@" in curve.name:
+        curve.name = f"{curve.name.split('@', 1)[0]}@{curve.file.name}"
+    return curve
+
+
+def _where(curve: Curve) -> str:
+    """Where an anchor's points come from, without this machine's paths: the sheet's file name and the
+    kind of folder (shipped, ./anchors, $FCM_HARNESS_ANCHORS), or 'run directory <name>'."""
+    if curve.file is None:
+        return ""
+    if curve.file.is_dir():
+        return f"run directory {curve.file.name}"
+    folder = curve.origin.rsplit("(", 1)[-1].rstrip(")") if curve.origin.endswith(")") else ""
+    return f"{curve.file.name} ({folder})" if folder else curve.file.name
 
 
 def _secondary(run: Curve, task: str) -> list[str]:
@@ -185,33 +238,14 @@ def _only(curve: Curve, task: str) -> Curve:
 
 
 def write_workbook(path: Path, sections: list[dict], bd: pd.DataFrame) -> Path:
-    """One sheet per task in the CTC layout, and a summary sheet of BD-rates (xlsxwriter)."""
-    import xlsxwriter
+    """One sheet per task in the CTC layout, and a summary sheet of BD-rates (harness.sheet's writer)."""
+    from harness.sheet import workbook_bytes
 
-    tmp = path.with_suffix(".xlsx.tmp")
-    # Labels come from run directories and anchor sheets others made: every string is written as a
-    # string, never as a formula ("=...", "{=...}"), a number or a hyperlink (numbers stay numbers).
-    book = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_numbers": False,
-                                          "strings_to_urls": False})
-    bold = book.add_format({"bold": True})
-    summary = book.add_worksheet("summary")
-    headers = ["task", "anchor", "on", "bd_rate_percent", "bd_metric", "overlap", "reason"]
-    summary.write_row(0, 0, headers, bold)
-    for r, row in enumerate(bd.to_dict("records") if not bd.empty else [], 1):
-        summary.write_row(r, 0, [_cell(row[h]) for h in headers])
+    headers = [h for h in BD_COLUMNS if h in bd.columns]
+    summary = [[row[h] for h in headers] for row in (bd.to_dict("records") if not bd.empty else [])]
+    sheets = [("summary", [([headers], summary)])]
     for section in sections:
-        sheet = book.add_worksheet(section["task"])
         columns = list(section["points"][0].keys()) if section["points"] else []
-        sheet.write_row(0, 0, columns, bold)
-        for r, row in enumerate(section["points"], 1):
-            sheet.write_row(r, 0, [_cell(row[c]) for c in columns])
-    book.close()
-    tmp.replace(path)
+        sheets.append((section["task"], [([columns], [[row[c] for c in columns] for row in section["points"]])]))
+    atomic_write_bytes(path, workbook_bytes(sheets, "feature coding report"))
     return path
-
-
-def _cell(value):
-    """NaN as an empty cell and infinities as text: no error formulas (#NUM!) in the workbook."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None if np.isnan(value) else str(value)
-    return value

@@ -78,6 +78,9 @@ class ResultRecord:
 
 
 COLUMNS = ResultRecord.columns()
+# The largest bitstream of the paper CTC (depth at QP 22) is tens of MB; a record claiming more than
+# this is refused before anything is read (a bitstream is read whole into memory to hash it).
+MAX_BITSTREAM_BYTES = 1 << 30
 KEY_FIELDS = ("codec", "task", "rate_parameter", "rate_point", "sample", "status")
 # what a metrics.csv read back must have
 METRICS_COLUMNS = ("task", "rate_point", "metric", "value")
@@ -212,6 +215,8 @@ def read_bitstream(run_dir: Path, record: ResultRecord) -> bytes:
 def read_stored(run_dir: Path, relative: str, size: int, sha256: str, where: str) -> bytes:
     """Stored bytes only from the run's own bitstreams/ tree, only a regular file of the recorded
     size, and only when its sha256 is the recorded one."""
+    if not 0 <= size <= MAX_BITSTREAM_BYTES:
+        raise RunError(f"{where}: field 'bytes' is {size}; a bitstream is read whole, so at most {MAX_BITSTREAM_BYTES}")
     path = inside(run_dir, relative, where, "bitstream_path")
     if not path.resolve().is_relative_to((run_dir / "bitstreams").resolve()):
         raise RunError(f"{where}: field 'bitstream_path' is outside the run's bitstreams/")

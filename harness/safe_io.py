@@ -75,17 +75,9 @@ def check_run_folders(run_dir: Path, folders: tuple[str, ...] = ("records", "bit
 def read_regular(path: Path, size: int | None = None, limit: int | None = None) -> bytes:
     """The bytes of a regular file: never follows a final link, never blocks on a FIFO, and checks
     the size (exact `size`, or at most `limit`) before reading anything."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
-    except OSError as exc:
-        why = "a link (links are not followed here)" if exc.errno == errno.ELOOP else exc.strerror
-        raise RunError(f"{path}: cannot be read: {why}") from None
+    fd = open_regular(path)
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RunError(f"{path}: not a regular file")
         if size is not None and info.st_size != size:
             raise RunError(f"{path}: {info.st_size} bytes, but its record says {size}")
         if limit is not None and info.st_size > limit:

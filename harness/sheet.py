@@ -3,13 +3,18 @@ sheet.xlsx with identical numbers (layout in harness.sheet_layout).
 
 Per task: an anchor block per anchor and a test block (rate point, BPFP, task metric, feature
 MSE, encode and decode seconds); a summary of BD-rate per task and their mean against each
-anchor, on the task metric and on feature MSE, and encode/decode time ratios as JVET reports
-them: the geometric mean over rate points of test time / anchor time, rate points matched by
-their order from the highest rate (rate_index), only where both curves have times.
+anchor, on the task metric and on PSNR in dB (-10*log10 feature MSE; linear MSE only when asked
+for), each with its bootstrap interval or the reason it is withheld, and encode/decode time
+ratios as JVET reports them: the geometric mean over rate points of test time / anchor time,
+rate points matched by their order from the highest rate (rate_index), only where both curves
+have times. Every BD number comes from harness.comparison, as on the other pages.
+
+The one workbook writer of the harness (`workbook_bytes`) is here; `harness report` uses it too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import datetime as dt
 import io
 import math
@@ -17,20 +22,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.comparison import BD, ComparisonSet, compare_run, finite, time_ratio
 from harness.ctc import CTC
-from harness.curves import compare, load_run_curve, mean_bd_rate, resolve_curve
 from harness.npyio import atomic_write_bytes, atomic_write_text
 from harness.sheet_layout import COLUMNS, POINT_BLOCK, SUMMARY_BLOCK
+
+__all__ = ["sheet_csv", "sheet_rows", "sheet_workbook", "time_ratio", "workbook_bytes", "write_sheet"]
 
 FIXED_TIME = dt.datetime(2000, 1, 1)  # the workbook's creation date: identical bytes for identical numbers
 
 
-def _number(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+_number = finite  # a sheet cell's number, or None for text, NaN and infinities
 
 
 def _count(value: object) -> int | None:
@@ -38,25 +40,15 @@ def _count(value: object) -> int | None:
     return int(number) if number is not None else None
 
 
-def time_ratio(anchor: pd.DataFrame, test: pd.DataFrame, column: str) -> tuple[float | None, int]:
-    """Geometric mean over matched rate points of test/anchor time, and how many points were matched."""
-    if column not in anchor or column not in test:
-        return None, 0
-    a = anchor.set_index("rate_index")[column]
-    t = test.set_index("rate_index")[column]
-    logs = [math.log(t[i] / a[i]) for i in sorted(set(a.index) & set(t.index))
-            if _number(a[i]) and _number(t[i]) and a[i] > 0 and t[i] > 0]
-    return (math.exp(sum(logs) / len(logs)), len(logs)) if logs else (None, 0)
-
-
-def sheet_rows(run_dir: Path, ctc: CTC, codec: str, method: str = "pchip", policy: str = "nan") -> list[dict]:
-    test = load_run_curve(Path(run_dir), ctc, on="mse")
-    test.name = codec
-    anchors = [resolve_curve(name, ctc, on="mse") for name in ctc.anchors]
-    has_metric = "metric" in test.points and not test.points.metric.isna().all()
+def sheet_rows(run_dir: Path, ctc: CTC, codec: str, method: str = "pchip", policy: str = "nan",
+               ons: Sequence[str] | None = None) -> list[dict]:
+    """The sheet's rows: every rate point of every curve, then the summary from harness.comparison."""
+    result = compare_run(Path(run_dir), ctc, codec, ons=ons, method=method, policy=policy)
+    test = result.test_curve
     rows: list[dict] = []
     for task in test.tasks:
-        for curve, role in [(a, "anchor") for a in anchors if task in a.tasks] + [(test, "test")]:
+        curves = [(a.curve, "anchor") for a in result.anchors if task in a.curve.tasks] + [(test, "test")]
+        for curve, role in curves:
             for point in curve.task(task).sort_values("rate_index").to_dict("records"):
                 label = (f"{point['rate_parameter']}{point['rate_point']:g}"
                          if _number(point.get("rate_point")) is not None and point.get("rate_parameter") else "")
@@ -66,45 +58,54 @@ def sheet_rows(run_dir: Path, ctc: CTC, codec: str, method: str = "pchip", polic
                              "metric": _number(point.get("metric")), "metric_name": point.get("metric_name") or "",
                              "mse": _number(point.get("mse")), "enc_s": _number(point.get("enc_s")),
                              "dec_s": _number(point.get("dec_s"))})
-    for anchor in anchors:
-        per_on = {on: compare(anchor, test, on=on, method=method, policy=policy)
-                  for on in (["metric"] if has_metric else []) + ["mse"] if set(anchor.tasks) & set(test.tasks)}
-        if not per_on:
-            continue
-        logs: dict[str, list[tuple[float, int]]] = {"enc_s": [], "dec_s": []}
-        for task in sorted(set(anchor.tasks) & set(test.tasks)):
-            row = _summary(task, anchor.name, per_on, task)
-            for column, key in (("enc_s", "enc_time_ratio"), ("dec_s", "dec_time_ratio")):
-                ratio, count = time_ratio(anchor.task(task), test.task(task), column)
-                row[key] = ratio
-                if ratio is not None:
-                    logs[column].append((ratio, count))
-                row["time_points"] = max(row.get("time_points") or 0, count) or None
-            if row.get("time_points") is None:
-                row["note"] = (row["note"] + "; " if row["note"] else "") + "no times to compare"
-            rows.append(row)
-        mean = _summary("mean", anchor.name, per_on, None)
-        for column, key in (("enc_s", "enc_time_ratio"), ("dec_s", "dec_time_ratio")):
-            ratios = [r for r, _ in logs[column]]
-            mean[key] = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None
-        rows.append(mean)
-    return [{c: row.get(c) for c in COLUMNS} for row in rows]
+    rows += summary_rows(result)
+    return [{c: _sheet_value(row.get(c)) for c in COLUMNS} for row in rows]
 
 
-def _summary(label: str, anchor: str, per_on: dict, task: str | None) -> dict:
-    row: dict = {"section": "summary", "task": label, "anchor": anchor, "note": ""}
-    notes = []
-    for on, comparisons in per_on.items():
-        key = f"bd_rate_{on}_percent"
-        if task is None:
-            value, note = mean_bd_rate(comparisons)
-            row[key] = value
-            notes.append(f"{on}: {note}")
-        else:
-            result = next(c for c in comparisons if c.task == task).rate
-            row[key] = _number(result.value) if result.ok else None
-            if not result.ok:
-                notes.append(f"{on}: {result.reason}")
+# A spreadsheet runs a cell that starts with one of these as a formula; names in a sheet can come
+# from someone else's files (a metric's name in metrics.csv), so such text is quoted.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _sheet_value(value: object) -> object:
+    """Floats to 15 significant digits (the CSV's repr and the workbook's doubles are then the same
+    numbers, whatever precision the inputs had); text that a spreadsheet would run, quoted."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.15g}")
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def summary_rows(result: ComparisonSet) -> list[dict]:
+    """Per anchor: a row per task and the mean, BD-rates with their intervals and time ratios."""
+    rows = []
+    for against in result.anchors:
+        for task in against.tasks:
+            row = {"section": "summary", "task": task.task, "anchor": against.anchor,
+                   "enc_time_ratio": task.enc_time_ratio, "dec_time_ratio": task.dec_time_ratio,
+                   "time_points": task.time_points or None}
+            notes = [f"{bd.on}: {bd.reason}" for bd in task.bd if not bd.ok]
+            if not task.time_points:
+                notes.append("no times to compare")
+            rows.append(_bd_columns(row, task.bd, notes))
+        mean = {"section": "summary", "task": "mean", "anchor": against.anchor,
+                "enc_time_ratio": against.enc_time_ratio, "dec_time_ratio": against.dec_time_ratio}
+        notes = [f"{on}: {note}" for on, note in zip(result.ons, against.mean_notes)]
+        reasons = [(bd.on, bd.interval.reason) for t in against.tasks for bd in t.bd if bd.ok and not bd.interval.ok]
+        reasons += [(bd.on, bd.interval.reason) for bd in against.means if bd.ok and not bd.interval.ok]
+        notes += [f"{on} interval withheld: {reason}" for on, reason in dict.fromkeys(reasons)]
+        if any(bd.interval.ok for bd in against.means):
+            notes.append(f"intervals: {result.level:.0%} bootstrap, {result.bootstrap} resamples (seed {result.seed}) "
+                         "of the test's samples; anchors fixed")
+        rows.append(_bd_columns(mean, against.means, notes))
+    return rows
+
+
+def _bd_columns(row: dict, bds: tuple[BD, ...], notes: list[str]) -> dict:
+    for bd in bds:
+        row[f"bd_rate_{bd.on}_percent"] = bd.value
+        row[f"bd_rate_{bd.on}_low"], row[f"bd_rate_{bd.on}_high"] = bd.interval.low, bd.interval.high
     row["note"] = "; ".join(notes)
     return row
 
@@ -119,43 +120,69 @@ def sheet_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def sheet_workbook(rows: list[dict]) -> bytes:
-    """The same rows as a workbook: a summary sheet, then per task one block per curve."""
+#: a block of a worksheet: its bold heading rows, then its rows
+Block = tuple[Sequence[Sequence[object]], Sequence[Sequence[object]]]
+
+
+def workbook_bytes(sheets: Sequence[tuple[str, Sequence[Block]]], title: str) -> bytes:
+    """An xlsx workbook: per worksheet its blocks one under the other, a blank row between them.
+
+    Labels come from run directories and anchor sheets others made: every string is written as a
+    string, never as a formula ("=...", "{=...}"), a number or a hyperlink; NaN is an empty cell and
+    an infinity text (no #NUM! cells). Fixed properties: identical bytes for identical numbers.
+    """
     import xlsxwriter
 
     buffer = io.BytesIO()
-    # untrusted labels are written as text, never as formulas, numbers or links
     book = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False,
                                         "strings_to_numbers": False, "strings_to_urls": False})
-    book.set_properties({"created": FIXED_TIME, "title": "feature coding result sheet"})
+    book.set_properties({"created": FIXED_TIME, "title": title})
     bold = book.add_format({"bold": True})
-    summary = book.add_worksheet("summary")
-    summary.write_row(0, 0, [label for _, label in SUMMARY_BLOCK], bold)
-    line = 1
-    for row in rows:
-        if row["section"] == "summary":
-            summary.write_row(line, 0, [row[key] for key, _ in SUMMARY_BLOCK])
-            line += 1
-    tasks = sorted({row["task"] for row in rows if row["section"] == "point"})
-    for task in tasks:
-        sheet = book.add_worksheet(task[:31])
+    for name, blocks in sheets:
+        sheet = book.add_worksheet(name[:31])
         line = 0
-        points = [r for r in rows if r["section"] == "point" and r["task"] == task]
-        for curve in dict.fromkeys(r["curve"] for r in points):
-            block = [r for r in points if r["curve"] == curve]
-            sheet.write_row(line, 0, [f"{block[0]['role']}: {curve}", block[0]["metric_name"]], bold)
-            sheet.write_row(line + 1, 0, [label for _, label in POINT_BLOCK], bold)
-            for offset, row in enumerate(block, 2):
-                sheet.write_row(line + offset, 0, [row[key] for key, _ in POINT_BLOCK])
-            line += len(block) + 3
+        for heads, body in blocks:
+            for row in heads:
+                sheet.write_row(line, 0, [_cell(v) for v in row], bold)
+                line += 1
+            for row in body:
+                sheet.write_row(line, 0, [_cell(v) for v in row])
+                line += 1
+            line += 1
     book.close()
     return buffer.getvalue()
 
 
-def write_sheet(run_dir: Path, ctc: CTC, codec: str, out: Path | None = None) -> tuple[Path, Path]:
-    """sheet.csv and sheet.xlsx of a run into `out` (default: the run directory)."""
+def _cell(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+def sheet_workbook(rows: list[dict]) -> bytes:
+    """The same rows as a workbook: a summary sheet, then per task one block per curve."""
+    summary = [r for r in rows if r["section"] == "summary"]
+    keep = [(key, label) for key, label in SUMMARY_BLOCK  # an axis no row has (e.g. MSE not asked for) is left out
+            if key in ("task", "anchor", "note") or any(r[key] is not None for r in summary)]
+    sheets: list[tuple[str, list[Block]]] = [
+        ("summary", [([[label for _, label in keep]], [[r[key] for key, _ in keep] for r in summary])])]
+    for task in sorted({row["task"] for row in rows if row["section"] == "point"}):
+        points = [r for r in rows if r["section"] == "point" and r["task"] == task]
+        blocks: list[Block] = []
+        for curve in dict.fromkeys(r["curve"] for r in points):
+            block = [r for r in points if r["curve"] == curve]
+            heads = [[f"{block[0]['role']}: {curve}", block[0]["metric_name"]], [label for _, label in POINT_BLOCK]]
+            blocks.append((heads, [[r[key] for key, _ in POINT_BLOCK] for r in block]))
+        sheets.append((task, blocks))
+    return workbook_bytes(sheets, "feature coding result sheet")
+
+
+def write_sheet(run_dir: Path, ctc: CTC, codec: str, out: Path | None = None,
+                ons: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """sheet.csv and sheet.xlsx of a run into `out` (default: the run directory); `ons` as for
+    harness.comparison.compare_run (default: the task metric when evaluated, and PSNR)."""
     out = Path(out) if out else Path(run_dir)
-    rows = sheet_rows(run_dir, ctc, codec)
+    rows = sheet_rows(run_dir, ctc, codec, ons=ons)
     atomic_write_text(out / "sheet.csv", sheet_csv(rows))
     atomic_write_bytes(out / "sheet.xlsx", sheet_workbook(rows))
     return out / "sheet.csv", out / "sheet.xlsx"

@@ -108,7 +108,8 @@ def decoder_args(exe: str, crop: bool = True) -> list[str]:
     refused by `parse_y4m_gray10` (asking for gray10le would range-convert a 4:2:0 stream)."""
     return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1",
             *([] if crop else ["-apply_cropping", "0"]),
-            "-f", "vvc", "-i", "pipe:0", "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1"]
+            "-f", "vvc", "-i", "pipe:0", "-frames:v", "1",  # one picture: a stream of many is not read whole
+            "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1"]
 
 
 def yuv420_input(frame: np.ndarray) -> bytes:

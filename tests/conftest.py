@@ -56,6 +56,21 @@ def data_root(tmp_path):
     return make_root(tmp_path / "data")
 
 
+@pytest.fixture(scope="session")
+def complete_bundle(tmp_path_factory) -> tuple[Path, Path]:
+    """(bundle directory, data root): a packed, evaluated zlib run of a two-sample cls data root at
+    every rate point (demo heads), a complete result a crosscheck passes. Copy it before editing."""
+    from harness.cli import main
+    from harness.runner import RunRequest, execute
+
+    base = tmp_path_factory.mktemp("complete-bundle")
+    root = make_root(base / "data")
+    execute(RunRequest(codec="zlib", tasks=["cls"], data_root=root, out=base / "run", jobs=1, progress=False))
+    assert main(["evaluate", str(base / "run"), "--heads", "demo"]) == 0
+    assert main(["pack", str(base / "run"), "--out", str(base / "bundle")]) == 0
+    return base / "bundle", root
+
+
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 

@@ -56,7 +56,7 @@ def test_manifest_describes_the_run(bundle):
     assert manifest["contents"]["bitstreams"] == 4 and manifest["model_files"] == []
     bd = json.loads((bundle / "bd-rates.json").read_text())
     assert {(c["anchor"], c["on"]) for c in bd["comparisons"]} == {
-        (a, on) for a in ("paper-vtm", "paper-hyperprior") for on in ("metric", "mse")}
+        (a, on) for a in ("paper-vtm", "paper-hyperprior") for on in ("metric", "psnr")}
     assert all(t["test_points"] == 2 for c in bd["comparisons"] for t in c["tasks"].values())
 
 

@@ -90,3 +90,17 @@ def test_model_hashes_in_a_sheet_source():
     per_point = {"sal@0.01": "c" * 64, "sal@0.1": "d" * 64}
     assert model_hashes(per_point) == f"sal@0.01 {'c' * 12}, sal@0.1 {'d' * 12}"
     assert model_hashes({}) == ""
+
+
+def test_compare_on_psnr_says_why_sheets_have_no_interval(capsys):
+    """Anchor sheets hold means per rate point: no samples to resample, so the interval column says so."""
+    assert main(["compare", "paper-vtm", "paper-hyperprior", "--on", "psnr"]) == 0
+    out = capsys.readouterr().out
+    assert "on psnr" in out and "95% interval" in out and "no peak is needed" in out
+    assert "no interval: the test curve is an anchor sheet" in out
+    assert main(["compare", "paper-vtm", "paper-hyperprior", "--on", "psnr", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["on"] == "psnr" and data["min_overlap"] == 0.10
+    assert data["tasks"]["dpt"]["bd_rate_percent"] is not None and data["tasks"]["dpt"]["interval"]["low"] is None
+    assert main(["compare", "paper-vtm", "paper-hyperprior", "--on", "ssim"]) == 1
+    assert "--on must be 'metric', 'psnr' or 'mse'" in capsys.readouterr().err

@@ -21,16 +21,10 @@ DATA: dict[str, Path] = {}  # the data root the packed run was coded from (the c
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
-    """The bundle directory of a zlib run of a two-sample cls data root at every rate point, evaluated:
-    a complete result (every listed sample at every rate point)."""
-    base = tmp_path_factory.mktemp("xcheck")
-    run = base / "run"
-    DATA["root"] = make_root(base / "data")
-    execute(RunRequest(codec="zlib", tasks=["cls"], data_root=DATA["root"], out=run, jobs=1, progress=False))
-    assert main(["evaluate", str(run), "--heads", "demo"]) == 0
-    assert main(["pack", str(run), "--out", str(base / "bundle")]) == 0
-    return base / "bundle"
+def packed(complete_bundle) -> Path:
+    """A complete zlib bundle (every listed sample at every rate point), evaluated."""
+    bundle, DATA["root"] = complete_bundle
+    return bundle
 
 
 @pytest.fixture

@@ -22,23 +22,16 @@ from harness.errors import RunError
 from harness.formats.crosscheck import REQUIRED_CHECKS, read_report
 from harness.options import coding_options
 from harness.results import collect_records, records_frame
-from harness.runner import RunRequest, execute
 
-from conftest import make_root
 
 DATA: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
+def packed(complete_bundle) -> Path:
     """An honest, complete zlib bundle of a two-sample cls data root (every rate point), evaluated."""
-    base = tmp_path_factory.mktemp("hostile")
-    DATA["root"] = make_root(base / "data")
-    execute(RunRequest(codec="zlib", tasks=["cls"], data_root=DATA["root"], out=base / "run", jobs=1,
-                       progress=False))
-    assert main(["evaluate", str(base / "run"), "--heads", "demo"]) == 0
-    assert main(["pack", str(base / "run"), "--out", str(base / "bundle")]) == 0
-    return base / "bundle"
+    bundle, DATA["root"] = complete_bundle
+    return bundle
 
 
 @pytest.fixture
@@ -307,3 +300,16 @@ def test_crosscheck_of_the_current_folder_reports_instead_of_a_traceback(tmp_pat
     code = main(["crosscheck", "."])
     out = capsys.readouterr()
     assert code == 1 and "Traceback" not in out.err
+
+
+def test_a_reconstruction_of_another_hash_with_the_same_mse_is_not_bit_exact_not_forged(bundle, capsys):
+    """A floating-point decoder on another machine: other reconstruction hashes, same distortion."""
+    first = sorted((bundle / "records").rglob("*.json"))[0]
+    edit_json(first, lambda r: r.update(recon_sha256="0" * 64))
+    rewrite_results(bundle)
+    resum(bundle)
+    code, checks, out = check(bundle, capsys)
+    assert code == 0, out
+    assert checks["decode"].verdict == "warn" and "decoder not bit-exact here" in checks["decode"].summary
+    assert "MSE here" in checks["decode"].problems[0]
+    assert checks["distortion"].verdict == "pass" and checks["metrics"].verdict == "pass"

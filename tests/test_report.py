@@ -39,6 +39,14 @@ def test_report_on_a_demo_run(tmp_path, capsys):
     assert "synthetic demo features" in html and "pchip" in html and "policy 'nan'" in html
     assert f"fcm-lm-paper {load_ctc().version}" in html and "paper Table 3" in html
     assert (report / "figures" / "cls-rd.svg").exists()
+    assert "log10(MSE) [dB]" in (report / "figures" / "cls-rd.svg").read_text()  # R-D pictures in dB
+    # the page opens with the mean BD-rates against each anchor, on the task metric and in dB
+    assert html.index('class="bd-summary"') < html.index('class="facts"')
+    summary = html[html.index('class="bd-summary"'):html.index("</table>", html.index('class="bd-summary"'))]
+    assert "BD-rate, PSNR (dB)" in summary and "95 % interval" in summary  # not evaluated: no task metric
+    assert summary.count("<tr>") == 3  # the header and one row per anchor
+    assert "no peak is needed" in html
+    assert str(tmp_path) not in html  # no paths of this machine on the page
     assert {"summary", "cls", "tti"} <= set(xlsx_sheet_names(report / "report.xlsx"))
     bd = pd.read_csv(report / "bd.csv")
     assert set(bd.anchor) == {"paper-vtm", "paper-hyperprior"} and set(bd.task) == {"cls", "tti"}
@@ -82,12 +90,16 @@ def test_secondary_metrics_and_a_run_as_anchor(tmp_path):
     assert points.secondary_spread.to_numpy() == pytest.approx(points.bpfp.to_numpy() / 10)
     assert (tmp_path / "rep" / "figures" / "cls-secondary_spread.png").exists()
     bd = pd.read_csv(tmp_path / "rep" / "bd.csv")
-    assert list(bd.anchor.unique()) == [f"zlib@{run}"]
+    assert list(bd.anchor.unique()) == ["zlib@run"]  # a run as anchor: named by its folder, no path
     by_axis = bd.set_index("on")
-    assert abs(by_axis.bd_rate_percent["mse"]) < 1e-9  # a run against itself
+    assert abs(by_axis.bd_rate_percent["psnr"]) < 1e-9  # a run against itself
     assert isinstance(by_axis.reason["metric"], str)  # 100 % at every rate: no BD on accuracy, and why
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "<th>spread</th>" in html
+    summary = html[html.index('class="bd-summary"'):html.index("</table>", html.index('class="bd-summary"'))]
+    assert "BD-rate, task metric" in summary and "BD-rate, PSNR (dB)" in summary
+    assert "zlib@run" in summary and "+0.00 %" in summary  # the mean in dB against itself
+    assert str(tmp_path) not in html
 
 
 def test_workbook_cells_are_inert(tmp_path):

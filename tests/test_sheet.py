@@ -40,7 +40,7 @@ def workbook_numbers(path: Path) -> dict[str, Counter]:
 
 
 def test_csv_and_workbook_hold_identical_numbers(bundle):
-    frame = pd.read_csv(bundle / "sheet.csv")
+    frame = pd.read_csv(bundle / "sheet.csv", float_precision="round_trip")
     assert list(frame.columns) == list(COLUMNS)
     points = frame[frame.section == "point"]
     assert set(points[points.role == "test"].task) == {"cls", "csr"}
@@ -63,3 +63,12 @@ def test_time_ratios_are_geometric_means_over_matched_rate_points():
     ratio, count = time_ratio(anchor, test, "enc_s")
     assert count == 2 and math.isclose(ratio, 1.0)  # sqrt(0.5 * 2)
     assert time_ratio(anchor.drop(columns="enc_s"), test, "enc_s") == (None, 0)
+
+
+def test_text_a_spreadsheet_would_run_is_quoted_and_floats_are_one_number_in_both_files():
+    from harness.sheet import _sheet_value
+
+    assert _sheet_value("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert _sheet_value("+1") == "'+1" and _sheet_value("@cmd") == "'@cmd" and _sheet_value("top1") == "top1"
+    assert _sheet_value(0.0033160129999032506) == 0.00331601299990325
+    assert _sheet_value(float("nan")) != _sheet_value(float("nan")) and _sheet_value(None) is None

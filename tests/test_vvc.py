@@ -144,3 +144,19 @@ def test_the_default_codes_with_the_tuned_switches_and_params_replace_them():
                     "ISP=3:CTUSize=128:MinQTISlice=8")
     assert vvc.make_codec({"params": ""}).params == ()  # the bare preset
     assert vvc.make_codec({"params": "MTS=1"}).params == ("MTS=1",)
+
+
+def test_a_stream_of_many_pictures_is_decoded_to_its_first_without_reading_the_rest(tmp_path):
+    """A hostile bundle's 'bitstream' of many pictures: the decoder hands over one picture's bytes, not
+    all of them (150 pictures once took the checker to 4.2 GB)."""
+    from harness import run_tool
+
+    h, w, count = 64, 96, 40
+    pictures = b"".join(vvc.yuv420_input(frame(h, w, seed)) for seed in range(count))
+    out = tmp_path / "many.vvc"
+    args = vvc.encoder_args(vvc.ffmpeg_exe(), w, h, 37, "faster", 1, out, False)
+    run_tool(args, stdin=pictures, timeout=120)
+    decoded = run_tool(vvc.decoder_args(vvc.ffmpeg_exe()), stdin=out.read_bytes(), timeout=120)
+    assert len(decoded) < 2 * h * w * 2  # one 10-bit picture (and a header), not forty
+    codec = vvc.make_codec({})
+    assert codec.decode(out.read_bytes()).shape == (h, w)
