@@ -46,13 +46,13 @@ from harness.errors import HarnessError
 from harness.formats.crosscheck import CrosscheckReport, counts_for, read_report
 from harness.formats.manifest import Manifest, read_manifest
 from harness.safe_io import inside, name_problem, read_regular, sha256_regular
-from harness.sheet_layout import COLUMNS
+from harness.sheet_layout import BD_COLUMNS, COLUMNS
 
 LEADERBOARD_SCHEMA = "fcm-harness-leaderboard/2"
 REPORT = "crosscheck.json"
 MAX_SHEET_BYTES = 64 << 20
-NUMERIC = ("samples", "bpfp", "metric", "mse", "bd_rate_metric_percent", "bd_rate_mse_percent", "enc_time_ratio",
-           "dec_time_ratio")
+NUMERIC = ("samples", "bpfp", "metric", "mse", *BD_COLUMNS, "enc_time_ratio", "dec_time_ratio")
+BD_ONS = ("metric", "psnr")  # the axes shown: the task metric (first screen) and PSNR of the features (details)
 # worst first: a fail is listed before any pass
 VERDICT_ORDER = {"fail": 0, "pass with notes": 1, "pass": 2}
 
@@ -244,12 +244,35 @@ def _samples(sheet: pd.DataFrame, tasks: list[str]) -> dict[str, str]:
 
 
 def _per_anchor(summary: pd.DataFrame, anchors: list[str], tasks: list[str], column: str) -> dict:
-    values: dict[str, dict[str, float | None]] = {}
+    values: dict[str, dict[str, Any]] = {}
     for anchor in anchors:
         rows = summary[summary.anchor == anchor]
-        values[anchor] = {task: (_number(rows[rows.task == task][column].iloc[0]) if (rows.task == task).any()
-                                 else None) for task in [*tasks, "mean"]}
+        values[anchor] = {task: (rows[rows.task == task][column].iloc[0] if (rows.task == task).any() else None)
+                          for task in [*tasks, "mean"]}
     return values
+
+
+def _numbers(summary: pd.DataFrame, anchors: list[str], tasks: list[str], column: str) -> dict:
+    return {a: {t: _number(v) for t, v in per.items()} for a, per in _per_anchor(summary, anchors, tasks, column).items()}
+
+
+def _intervals(summary: pd.DataFrame, anchors: list[str], tasks: list[str], on: str) -> dict:
+    """The sheet's bootstrap interval [low, high] of each BD-rate on `on`, or None where it has none."""
+    low = _numbers(summary, anchors, tasks, f"bd_rate_{on}_low")
+    high = _numbers(summary, anchors, tasks, f"bd_rate_{on}_high")
+    return {a: {t: ([low[a][t], high[a][t]] if low[a][t] is not None and high[a][t] is not None else None)
+                for t in low[a]} for a in anchors}
+
+
+def _bd_fields(summary: pd.DataFrame, anchors: list[str], tasks: list[str]) -> dict[str, Any]:
+    """An entry's BD-rates as its sheet states them (the first screen shows the metric's mean); a
+    crosscheck's bd-rates check recomputes them."""
+    notes = {a: {t: shown(v, 300) for t, v in per.items() if v not in (None, "")}
+             for a, per in _per_anchor(summary, anchors, tasks, "note").items()}
+    return {"bd": _numbers(summary, anchors, tasks, "bd_rate_metric_percent"),
+            "bd_interval": _intervals(summary, anchors, tasks, "metric"),
+            "bd_psnr": _numbers(summary, anchors, tasks, "bd_rate_psnr_percent"),
+            "bd_psnr_interval": _intervals(summary, anchors, tasks, "psnr"), "bd_notes": notes}
 
 
 def _verdicts(entry: Entry, links: list[str]) -> list[dict[str, Any]]:
@@ -268,10 +291,9 @@ def _entry_row(entry: Entry, anchors: list[str], tasks: list[str], links: list[s
             "codec": {"name": manifest.codec.name, "version": shown(manifest.codec.version, 80),
                       "options": {shown(k, 200): shown(v, 200) for k, v in manifest.codec.options.items()}},
             "submitter": submitter, "samples": _samples(entry.sheet, tasks),
-            "bd": _per_anchor(summary, anchors, tasks, "bd_rate_metric_percent"),
-            "bd_mse": _per_anchor(summary, anchors, tasks, "bd_rate_mse_percent"),
-            "enc_ratio_self_reported": _per_anchor(summary, anchors, tasks, "enc_time_ratio"),
-            "dec_ratio_self_reported": _per_anchor(summary, anchors, tasks, "dec_time_ratio"),
+            **_bd_fields(summary, anchors, tasks),
+            "enc_ratio_self_reported": _numbers(summary, anchors, tasks, "enc_time_ratio"),
+            "dec_ratio_self_reported": _numbers(summary, anchors, tasks, "dec_time_ratio"),
             "crosschecks": verdicts, "verdict": verdicts[0]["verdict"] if verdicts else "not crosschecked",
             "not_counted": entry.not_counted}
 
@@ -299,32 +321,50 @@ def anchor_curves(anchors: list[str], ctc) -> dict[str, Curve]:
     return curves
 
 
-def _anchor_bd(name: str, other: str, tasks: list[str], curves: dict[str, Curve], on: str) -> dict[str, float | None]:
-    """BD-rate of anchor `name` against anchor `other`, from the checker's anchor sheets."""
-    from harness.curves import compare, mean_bd_rate
+def _anchor_bd(name: str, tasks: list[str], anchors: list[str], curves: dict[str, Curve], ctc) -> dict[str, Any]:
+    """Anchor `name` against each anchor, from the checker's anchor sheets, by the one comparison
+    every page uses (harness.comparison: BD-rates below the CTC's overlap withheld with the reason)."""
+    from harness.comparison import build
 
-    empty: dict[str, float | None] = dict.fromkeys([*tasks, "mean"])
-    if name == other:
-        return dict.fromkeys([*tasks, "mean"], 0.0)
-    if name not in curves or other not in curves:
-        return empty
-    try:
-        rows = compare(curves[other], curves[name], on=on)
-    except HarnessError:
-        return empty
-    values = {r.task: (_number(r.rate.value) if r.rate.ok else None) for r in rows if r.task in tasks}
-    return {**empty, **values, "mean": mean_bd_rate([r for r in rows if r.task in tasks])[0]}
+    def board_tasks(curve: Curve) -> Curve:  # the mean is over this board's tasks, as the entries' is
+        return Curve(curve.name, curve.points[curve.points.task.isin(tasks)].reset_index(drop=True), curve.source)
+
+    empty = {a: dict.fromkeys([*tasks, "mean"]) for a in anchors}
+    fields: dict[str, Any] = {"bd": _copy(empty), "bd_interval": _copy(empty), "bd_psnr": _copy(empty),
+                              "bd_psnr_interval": _copy(empty), "bd_notes": {a: {} for a in anchors}}
+    for other in anchors:
+        if other == name:
+            fields["bd"][other] = fields["bd_psnr"][other] = dict.fromkeys([*tasks, "mean"], 0.0)
+            continue
+        if name not in curves or other not in curves:
+            continue
+        try:
+            cs = build(board_tasks(curves[name]), [board_tasks(curves[other])], ctc, ons=BD_ONS, bootstrap=0)
+        except HarnessError as exc:
+            fields["bd_notes"][other]["mean"] = shown(exc, 300)
+            continue
+        for result in cs.anchors:
+            for key, on in (("bd", "metric"), ("bd_psnr", "psnr")):
+                for row in result.tasks:
+                    if row.task in tasks:
+                        fields[key][other][row.task] = row.on(on).value
+                        if row.on(on).reason and on == "metric":
+                            fields["bd_notes"][other][row.task] = shown(row.on(on).reason, 300)
+                fields[key][other]["mean"] = result.mean(on).value
+    return fields
 
 
-def _anchor_rows(anchors: list[str], tasks: list[str], curves: dict[str, Curve]) -> list[dict[str, Any]]:
+def _copy(value: dict) -> dict:  # one dict per anchor, not one shared
+    return {k: dict(v) for k, v in value.items()}
+
+
+def _anchor_rows(anchors: list[str], tasks: list[str], curves: dict[str, Curve], ctc) -> list[dict[str, Any]]:
     rows = []
     for name in anchors:
         ratio = {a: dict.fromkeys([*tasks, "mean"], 1.0 if a == name else None) for a in anchors}
         rows.append({"kind": "anchor", "id": f"anchor-{len(rows)}", "name": name, "url": None, "bundle": "",
                      "bundle_sha256": "", "dataset": "", "codec": {"name": "", "version": "", "options": {}},
-                     "submitter": {}, "samples": dict.fromkeys(tasks, ""),
-                     "bd": {a: _anchor_bd(name, a, tasks, curves, "metric") for a in anchors},
-                     "bd_mse": {a: _anchor_bd(name, a, tasks, curves, "mse") for a in anchors},
+                     "submitter": {}, "samples": dict.fromkeys(tasks, ""), **_anchor_bd(name, tasks, anchors, curves, ctc),
                      "enc_ratio_self_reported": ratio, "dec_ratio_self_reported": ratio,
                      "crosschecks": [], "verdict": "anchor", "not_counted": []})
     return rows
@@ -397,7 +437,7 @@ def _group(out: Path, sha: str, members: list[Entry], files: SiteFiles) -> dict[
             relative = f"crosschecks/{entry.bundle_sha256[:16]}-{number}.html"
             write_text(site_path(out, relative), render_report_page(found.report))  # never the file's own HTML
             links[entry.bundle_sha256].append(relative)
-    rows = _anchor_rows(anchors, tasks, curves) + [_entry_row(e, anchors, tasks, links[e.bundle_sha256])
+    rows = _anchor_rows(anchors, tasks, curves, shipped) + [_entry_row(e, anchors, tasks, links[e.bundle_sha256])
                                                    for e in members]
     _distinct_names(rows)
     names = {r["bundle_sha256"]: r["name"] for r in rows if r["kind"] == "entry"}
@@ -463,5 +503,7 @@ def build_site(paths: list[Path], out: Path, crosschecks: Sequence[Path] = ()) -
     return files
 
 
-def _fmt(value: float | None, pattern: str = "%+.2f") -> str:
-    return "n/a" if value is None else pattern % value
+def _fmt(value: float | None, pattern: str = "%+.2f", interval: list[float] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return pattern % value + (f" [{interval[0]:+.1f}, {interval[1]:+.1f}]" if interval else "")

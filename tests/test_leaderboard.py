@@ -97,6 +97,31 @@ def test_anchor_rows_compare_the_anchors_with_each_other(bundles, tmp_path):
     vtm = board["groups"][0]["rows"][0]
     assert vtm["name"] == "paper-vtm" and vtm["bd"]["paper-vtm"]["cls"] == 0.0
     assert isinstance(vtm["bd"]["paper-hyperprior"]["cls"], float)  # the paper's VTM against its Hyperprior
+    assert vtm["bd"]["paper-hyperprior"]["mean"] == vtm["bd"]["paper-hyperprior"]["cls"]  # over this board's tasks
+    assert isinstance(vtm["bd_psnr"]["paper-hyperprior"]["cls"], float)
+
+
+def test_an_entrys_bd_rates_and_intervals_are_its_sheets(bundles, tmp_path):
+    import pandas as pd
+
+    stated = tmp_path / "in" / "stated"
+    shutil.copytree(bundles / "b", stated)
+    sheet = pd.read_csv(stated / "sheet.csv", dtype=str, keep_default_na=False)
+    mean = (sheet.section == "summary") & (sheet.task == "mean") & (sheet.anchor == "paper-vtm")
+    assert mean.sum() == 1
+    sheet.loc[mean, ["bd_rate_metric_percent", "bd_rate_psnr_percent", "bd_rate_psnr_low", "bd_rate_psnr_high"]] = [
+        "-12.5", "-20", "-25", "-15"]
+    sheet.to_csv(stated / "sheet.csv", index=False)
+    resum(stated)
+    assert main(["leaderboard", str(stated), "--out", str(tmp_path / "site")]) == 0
+    row = entry_rows(tmp_path / "site")["stated"]
+    assert row["bd"]["paper-vtm"]["mean"] == -12.5 and row["bd_interval"]["paper-vtm"]["mean"] is None
+    assert row["bd_psnr"]["paper-vtm"]["mean"] == -20 and row["bd_psnr_interval"]["paper-vtm"]["mean"] == [-25, -15]
+    html = (tmp_path / "site" / "index.html").read_text()
+    main_row = html.split('<tr class="main">')[3].split("</tr>")[0]
+    assert ">-12.50<" in main_row and "-20.00" not in main_row  # the first screen: the task metric's mean
+    assert ">-20.00 [-25.0, -15.0]<" in html and "BD-rate PSNR" in html
+    assert "no task has a BD-rate" in html  # the sheet's note on the other anchor, in the details
 
 
 class _Columns(HTMLParser):
