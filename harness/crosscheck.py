@@ -15,7 +15,7 @@ written.
     models      the installed codec's model files are the bundle's (name, size, sha256)
     dataset     the checker's dataset: every record's feature sha256 is the dataset's
     coverage    every task's records cover its sample list at the codec's rate points
-    decode      every bitstream decoded in a capped decode-only worker gives its reconstruction
+    decode      every bitstream decoded in a capped, reused decode-only worker gives its reconstruction
     distortion  feature MSE re-measured from the decoded and the dataset's features
     bpfp        BPFP recomputed from the bytes and the dataset's point counts
     metrics     task metrics re-scored from decoded features (all samples, or a seeded subset)
@@ -31,12 +31,10 @@ dataset or plugin, unless the checker accepts that by name (`--accept no-dataset
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 import json
 import math
-import multiprocessing
 from pathlib import Path
 import random
 import shutil
@@ -57,7 +55,6 @@ from harness.run_meta import RunMeta, read_run_meta
 from harness.results import (COLUMNS, METRICS_COLUMNS, METRICS_NUMBERS, ResultRecord, collect_records,
                              read_bitstream, table_records)
 from harness.safe_io import inside, is_sha256, read_regular, sha256_regular, walk_tree
-from harness.verify import VerifyJob, decode_and_hash
 
 # Re-scoring runs the task heads on another machine: bit-identical decoded features (checked by
 # hash) can still give slightly different floats there (BLAS threading, onnxruntime kernels), so
@@ -180,6 +177,9 @@ def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
         step(check)
     except HarnessError as exc:
         check.fail(str(exc))
+    except Exception as exc:  # a plugin's decoder (or a bug here) may raise anything: a row, never a traceback
+        check.fail(f"unexpected {type(exc).__name__} in the {check.name} check: {str(exc)[:300]} "
+                   "(a fault of the installed plugin or of the harness; the bundle's files were read safely)")
     if check.verdict == "fail" and not check.summary:
         check.summary = check.problems[0] if check.problems else "failed"
     return check

@@ -313,3 +313,16 @@ def test_a_reconstruction_of_another_hash_with_the_same_mse_is_not_bit_exact_not
     assert checks["decode"].verdict == "warn" and "decoder not bit-exact here" in checks["decode"].summary
     assert "MSE here" in checks["decode"].problems[0]
     assert checks["distortion"].verdict == "pass" and checks["metrics"].verdict == "pass"
+
+
+def test_an_unexpected_error_in_a_check_is_a_fail_row_and_the_report_is_written(bundle, capsys, monkeypatch):
+    import harness.crosscheck as xc
+
+    def boom(ctx, check):
+        raise ValueError("a plugin's decoder returned garbage")
+    monkeypatch.setattr(xc, "STEPS", tuple(xc.Step(s.name, s.needs, boom) if s.name == "distortion" else s
+                                           for s in xc.STEPS))
+    code, checks, out = check(bundle, capsys)
+    assert code == 1 and "Traceback" not in out
+    assert "unexpected ValueError in the distortion check" in checks["distortion"].summary
+    assert checks["bpfp"].verdict == "pass"  # the other checks went on
