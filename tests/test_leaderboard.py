@@ -408,7 +408,7 @@ def test_the_first_screen_names_entries_verdicts_mean_bd_rates_and_submitters(bu
     assert 'href="https://example.org/l9?a=1&amp;b=2"' in html and "My &lt;codec&gt;" in html
     assert 'href="javascript:' not in html and 'href="file:' not in html  # shown as text in the details only
     assert "(2 samples)" in html and html.count("<details>") == len(group["rows"])
-    assert "EncT (self-reported)" in html and "enc_ratio_self_reported" in rows["a"]
+    assert "EncT <span class=\"self\">(self-reported)</span>" in html and "enc_ratio_self_reported" in rows["a"]
     # the first screen: entry, verdicts, one mean BD-rate per anchor, submitter; nothing else
     headings = html.split("<thead>")[1].split("</thead>")[0]
     assert headings.count("<th") == 3 + len(group["anchors"])
