@@ -67,11 +67,16 @@ def crosscheck(
 def leaderboard(
     bundles: Annotated[list[Path], typer.Argument(help="Bundles (directories or .tar) or folders of bundles.")],
     out: Annotated[Path, typer.Option(help="Site folder to write (index.html, leaderboard.json, figures).")],
+    crosscheck: Annotated[Optional[list[Path]], typer.Option(
+        "--crosscheck", help="Crosscheck report (crosscheck.json, its folder, or a folder of report folders), "
+                             "repeatable; reports in BUNDLE.crosscheck*/ next to a bundle are always read.")] = None,
 ) -> None:
-    """A static leaderboard site: one table per CTC, BD-rates, time ratios, crosscheck status, curves."""
+    """A static leaderboard site: one table per CTC, BD-rates, crosscheck verdicts by checker, curves."""
     from harness.leaderboard import build_site
 
-    site = build_site(bundles, out)
+    site = build_site(bundles, out, crosscheck or ())
     for reason in site.excluded:
         typer.echo(f"left out: {reason}", err=True)
+    for reason in site.not_counted:
+        typer.echo(f"report {reason}", err=True)
     typer.echo(f"site: {site.html}\ntable: {site.json}\npictures: {len(site.figures)}")

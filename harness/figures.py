@@ -7,8 +7,9 @@ never parsed as TeX, and stores its picture with `save_figure` (atomic, honours 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 import contextlib
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -90,18 +91,54 @@ def _save_png_and_svg(fig: Any, path: Path) -> list[Path]:
         plt.close(fig)
 
 
+# matplotlib's tab10, and markers that stay apart at 5-pixel size
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+ANCHOR_MARKERS = "osD^vPXp"
+# The salt of the name hash: the first that gives the anchors the harness ships (paper-vtm,
+# paper-hyperprior, mini-vtm, mini-vvc, mini-klt, mini-hyperprior) six different colours and markers.
+_ANCHOR_SALT = "23:"
+
+
+def anchor_style(name: str) -> dict[str, str]:
+    """An anchor's colour and marker, from its name alone: the same anchor looks the same in every
+    picture and on every page, whatever other curves are drawn and in which order. Solid line,
+    filled marker (other curves are dashed with open markers, see `curve_plot`)."""
+    digest = hashlib.sha256((_ANCHOR_SALT + name).encode("utf-8", "surrogatepass")).digest()
+    return {"color": PALETTE[digest[0] % len(PALETTE)], "marker": ANCHOR_MARKERS[digest[1] % len(ANCHOR_MARKERS)],
+            "linestyle": "-"}
+
+
+def curve_styles(names: Sequence[str], anchors: Collection[str]) -> list[dict[str, str]]:
+    """Anchors in their own style; other curves dashed, open markers, in the colours no anchor here uses."""
+    if not anchors:  # the pictures of runs without anchors keep their plain cycle
+        return [{"marker": "os^Dv"[i % 5]} for i in range(len(names))]
+    taken = {anchor_style(n)["color"] for n in names if n in anchors}
+    free = [c for c in PALETTE if c not in taken] or list(PALETTE)
+    styles, others = [], 0
+    for name in names:
+        if name in anchors:
+            styles.append(anchor_style(name))
+        else:
+            styles.append({"color": free[others % len(free)], "marker": "os^Dv"[others % 5], "linestyle": "--",
+                           "markerfacecolor": "none"})
+            others += 1
+    return styles
+
+
 @plain_text()
 def curve_plot(task: str, curves: Sequence[Curve], y: str, ylabel: str, path: Path,
-               transform=None, logx: bool = True) -> list[Path]:
-    """One line per curve of `y` against BPFP for `task`; writes PNG and SVG, returns both paths."""
+               transform=None, logx: bool = True, anchors: Collection[str] = ()) -> list[Path]:
+    """One line per curve of `y` against BPFP for `task`; writes PNG and SVG, returns both paths.
+    Curves named in `anchors` are drawn in their `anchor_style`."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=120)
-    for index, curve in enumerate(curves):
+    for curve, style in zip(curves, curve_styles([c.name for c in curves], set(anchors))):
         points = curve.task(task)
         if y not in points or points[y].isna().all():
             continue
         values = points[y] if transform is None else transform(points[y])
-        ax.plot(points.bpfp, values, marker="os^Dv"[index % 5], label=curve.name)
+        ax.plot(points.bpfp, values, label=curve.name, **style)
     if logx:
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
