@@ -39,6 +39,7 @@ from pathlib import Path
 import random
 import shutil
 import tempfile
+import time
 from typing import Any
 
 import jinja2
@@ -78,6 +79,7 @@ class Check:
     verdict: str = "pass"
     summary: str = ""
     problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     def fail(self, problem: str) -> None:
         self.verdict = "fail"
@@ -91,7 +93,7 @@ class Check:
         shown = self.problems[:MAX_PROBLEMS]
         if len(self.problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(self.problems) - MAX_PROBLEMS} more")
-        return CheckResult(self.name, self.verdict, self.summary, tuple(shown))
+        return CheckResult(self.name, self.verdict, self.summary, tuple(shown), self.seconds)
 
 
 @dataclass
@@ -173,6 +175,7 @@ def codec_options(ctx: Context) -> tuple[dict[str, str], list[str]]:
 
 def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
     """A check that meets a malformed file fails with that file's message, and the others go on."""
+    start = time.perf_counter()
     try:
         step(check)
     except HarnessError as exc:
@@ -182,6 +185,7 @@ def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
                    "(a fault of the installed plugin or of the harness; the bundle's files were read safely)")
     if check.verdict == "fail" and not check.summary:
         check.summary = check.problems[0] if check.problems else "failed"
+    check.seconds = time.perf_counter() - start
     return check
 
 

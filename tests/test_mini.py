@@ -96,6 +96,9 @@ def test_language_split_is_exact():
     assert torch.allclose(got, logits[0], atol=1e-3, rtol=0)
     assert np.array_equal(head.next_tokens(feature), logits[0].argmax(-1).numpy())
     assert np.abs(feature).max() > 500  # massive activations: real LM features, unlike the demo's
+    again = language.load_head(path)  # from the harness cache this time: the same weights
+    assert language._cached_head(path) is not None
+    assert torch.equal(again.lm_head.weight, head.lm_head.weight) and torch.equal(again.norm.weight, head.norm.weight)
 
 
 def _metrics(run_dir: Path) -> pd.DataFrame:

@@ -30,6 +30,7 @@ class CheckResult:
     verdict: str
     summary: str
     problems: tuple[str, ...]
+    seconds: float = 0.0  # wall time the check took (where a crosscheck spends its time)
 
 
 def outcome(checks: tuple[CheckResult, ...] | list[CheckResult]) -> str:
@@ -77,8 +78,8 @@ def report_json(report: CrosscheckReport) -> dict[str, Any]:
         "dataset": report.dataset, "samples": report.samples, "seed": report.seed, "accepted": report.accepted,
         "options_used": dict(report.options_used), "options_ignored": report.options_ignored,
         "verdict": report.verdict, "ok": report.ok,
-        "checks": [{"name": c.name, "verdict": c.verdict, "summary": c.summary, "problems": c.problems}
-                   for c in report.checks],
+        "checks": [{"name": c.name, "verdict": c.verdict, "summary": c.summary, "problems": c.problems,
+                    "seconds": round(c.seconds, 3)} for c in report.checks],
     })
 
 
@@ -93,7 +94,8 @@ def parse_report(data: Any, path: Path) -> CrosscheckReport:
         if verdict not in VERDICTS:
             raise item.fail("verdict", f"is {verdict!r}; one of {', '.join(VERDICTS)}")
         problems = item.texts("problems", max_items=MAX_PROBLEMS + 1, max_length=4000)
-        checks.append(CheckResult(item.text("name", max_length=40), verdict, item.text("summary", ""), problems))
+        checks.append(CheckResult(item.text("name", max_length=40), verdict, item.text("summary", ""), problems,
+                                  item.number("seconds", 0.0)))
     codec = top.table("codec")
     sha = top.text("bundle_sha256", max_length=64)
     if len(sha) not in (0, 64) or not all(c in "0123456789abcdef" for c in sha):

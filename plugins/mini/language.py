@@ -45,15 +45,29 @@ def load_model(gguf_path: Path):
     return model, tokenizer
 
 
+class RMSNorm(nn.Module):
+    """Llama's RMSNorm, the same operations in the same order as transformers' LlamaRMSNorm (float32
+    throughout), without importing the transformers model code (seconds) for one line of math."""
+
+    def __init__(self, weight: torch.Tensor, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.variance_epsilon = eps
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        dtype = hidden.dtype
+        hidden = hidden.to(torch.float32)
+        variance = hidden.pow(2).mean(-1, keepdim=True)
+        hidden = hidden * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden.to(dtype)
+
+
 class LmHead(nn.Module):
     """Final RMSNorm + lm_head: (T, 576) -> (T, vocab) logits, float32 like the model."""
 
     def __init__(self, norm_weight: np.ndarray, embedding: np.ndarray, eps: float) -> None:
         super().__init__()
-        from transformers.models.llama.modeling_llama import LlamaRMSNorm
-
-        self.norm = LlamaRMSNorm(norm_weight.shape[0], eps=eps)
-        self.norm.weight.data = torch.from_numpy(np.array(norm_weight, np.float32))
+        self.norm = RMSNorm(torch.from_numpy(np.array(norm_weight, np.float32)), eps)
         self.lm_head = nn.Linear(embedding.shape[1], embedding.shape[0], bias=False)
         self.lm_head.weight.data = torch.from_numpy(np.array(embedding, np.float32))
 
@@ -68,7 +82,14 @@ class LmHead(nn.Module):
 
 
 def load_head(gguf_path: Path) -> LmHead:
-    """The head's weights from the GGUF: output_norm (F32) and the tied token embedding (Q8_0)."""
+    """The head's weights from the GGUF: output_norm (F32) and the tied token embedding (Q8_0).
+
+    Reading them takes ~10 s (the GGUF's metadata holds the whole vocabulary, parsed field by
+    field, and the embedding is de-quantized); every evaluation and crosscheck needs them, so the
+    de-quantized arrays are kept in the harness cache, keyed by the GGUF file's path, size and time."""
+    cached = _cached_head(gguf_path)
+    if cached is not None:
+        return LmHead(*cached).eval()
     from gguf import GGUFReader, dequantize
 
     reader = GGUFReader(str(gguf_path))
@@ -76,7 +97,43 @@ def load_head(gguf_path: Path) -> LmHead:
     norm, embedding = (np.asarray(dequantize(tensors[n].data, tensors[n].tensor_type), np.float32)
                        for n in ("output_norm.weight", "token_embd.weight"))
     eps = float(reader.fields["llama.attention.layer_norm_rms_epsilon"].contents())
+    _store_head(gguf_path, norm, embedding, eps)
     return LmHead(norm, embedding, eps).eval()
+
+
+def _head_cache(gguf_path: Path) -> Path:
+    import hashlib
+
+    from harness.sources import cache_dir
+
+    info = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir() / "heads" / f"smollm2-lm-head-{key}"
+
+
+def _cached_head(gguf_path: Path) -> tuple[np.ndarray, np.ndarray, float] | None:
+    from harness.errors import HarnessError
+    from harness.npyio import load_npy
+
+    folder = _head_cache(gguf_path)
+    try:
+        eps = float((folder / "eps.txt").read_text())
+        return load_npy(folder / "norm.npy"), load_npy(folder / "embedding.npy"), eps
+    except (OSError, ValueError, HarnessError):
+        return None  # not made yet, or damaged: read the GGUF again
+
+
+def _store_head(gguf_path: Path, norm: np.ndarray, embedding: np.ndarray, eps: float) -> None:
+    from harness.errors import OutputError
+    from harness.npyio import atomic_save_npy, atomic_write_text
+
+    folder = _head_cache(gguf_path)
+    try:
+        atomic_save_npy(folder / "norm.npy", norm)
+        atomic_save_npy(folder / "embedding.npy", embedding)
+        atomic_write_text(folder / "eps.txt", repr(eps))  # last: its presence means the arrays are whole
+    except OutputError:
+        pass  # a read-only cache only costs the next load its time
 
 
 def arc_prompt(tokenizer, item: dict) -> str:
