@@ -6,6 +6,8 @@ everything else is internal and may change.
 
 __version__ = "0.1.0"
 
+from pathlib import Path  # noqa: E402
+
 from harness.codec import MAX_FRAME_SAMPLES, Codec, CodecSpec, format_rate_point  # noqa: E402
 from harness.ctc import load_ctc  # noqa: E402
 from harness.dataset import parse_sample_list  # noqa: E402
@@ -19,6 +21,14 @@ from harness.processing import pad_to_multiple, unpad  # noqa: E402
 from harness.tasks import HeadContext, TaskHeadSpec  # noqa: E402
 
 
+def cache_dir() -> Path:
+    """The harness's cache folder ($FCM_HARNESS_CACHE, else ~/.cache/fcm-harness): where a plugin may
+    keep data it derives from its inputs and can make again (never results)."""
+    from harness.sources import cache_dir as folder
+
+    return folder()
+
+
 def locate_tool(name: str) -> str | None:
     """Ask the plugins where an external tool is (`harness_locate_tool` hook); None if nobody knows."""
     from harness.registry import default_registry
@@ -26,6 +36,7 @@ def locate_tool(name: str) -> str | None:
     return default_registry().locate_tool(name)
 
 __all__ = [
+    "cache_dir",
     "Codec",
     "CodecError",
     "CodecSpec",

@@ -97,18 +97,12 @@ def verify(
         "else 300).")] = None,
 ) -> None:
     """Re-decode every bitstream of a run in decode-only processes and compare reconstructions."""
-    from dataclasses import replace
-
     from tqdm import tqdm
 
     from harness.decode_pool import DecodeLimits
     from harness.verify import verify_jobs, verify_run
 
-    limits = DecodeLimits.default(jobs)
-    if memory_mib is not None:
-        limits = replace(limits, memory_mib=memory_mib)
-    if timeout is not None:
-        limits = replace(limits, timeout_s=timeout)
+    limits = DecodeLimits.given(jobs, memory_mib, timeout)
     total = len(verify_jobs(run_dir))
     bad = []
     with tqdm(total=total, desc="verifying", unit="bitstream", file=sys.stderr) as bar:

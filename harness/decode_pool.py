@@ -87,6 +87,13 @@ class DecodeLimits:
         memory = _env_number(MEMORY_ENV, default_memory_mib(workers))
         return cls(int(memory), _env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
 
+    @classmethod
+    def given(cls, workers: int, memory_mib: int | None = None, timeout_s: float | None = None) -> DecodeLimits:
+        """The defaults, with what a command line gave on top (None: not given)."""
+        limits = cls.default(workers)
+        return cls(limits.memory_mib if memory_mib is None else memory_mib,
+                   limits.timeout_s if timeout_s is None else timeout_s)
+
 
 def default_memory_mib(workers: int) -> int:
     """An equal share of the physical memory, one share left over, within 4..16 GiB (see above)."""

@@ -105,11 +105,12 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
         section = {"task": task, "title": spec.title, "metric": spec.metric, "unit": spec.metric_unit,
                    "higher_is_better": spec.higher_is_better, "figures": [], "bd": [], "points": [], "r2": None}
         pictures = out / "figures"
+        named = {a.name for a in anchor_curves}  # each anchor in its one style, as on every page
         section["figures"].append(curve_plot(task, curves, "mse", PSNR_LABEL, pictures / f"{task}-rd",
-                                             transform=psnr_db)[0])
+                                             transform=psnr_db, anchors=named)[0])
         if has_metric:
             section["figures"].append(curve_plot(task, curves, "metric", f"{spec.metric} {spec.metric_unit}",
-                                                 pictures / f"{task}-ra")[0])
+                                                 pictures / f"{task}-ra", anchors=named)[0])
             if task != "tti" and task in originals:
                 drop_curves = []
                 for curve in curves:
@@ -120,7 +121,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
                     shown["drop"] = accuracy_drop(shown.metric, base, task)
                     drop_curves.append(replace(curve, points=shown))
                 section["figures"].append(curve_plot(task, drop_curves, "drop", "accuracy drop %",
-                                                     pictures / f"{task}-rad")[0])
+                                                     pictures / f"{task}-rad", anchors=named)[0])
             for column in secondary:  # e.g. KL beside CC: the run's own curve only
                 section["figures"].append(curve_plot(task, [run], column, column.removeprefix(SECONDARY_PREFIX),
                                                      pictures / f"{task}-{column}")[0])
@@ -163,6 +164,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
     atomic_write_text(bd_csv, bd.to_csv(index=False))
     atomic_write_text(points_csv, points.to_csv(index=False))
     workbook = write_workbook(out / "report.xlsx", sections, bd)
+    summary, footnotes = _summary(result)
     context = {
         "codec": meta["codec"], "ctc": meta["ctc"], "dataset": meta["dataset"], "run_name": run_dir.name,
         "anchors": [{"name": a.name, "source": "" if a.file and a.file.is_dir() else a.source,  # a run's is its path
@@ -170,7 +172,7 @@ def build_report(run_dir: Path, ctc: CTC, anchors: tuple[str, ...] | None = None
         "options": {k: "<path>" if os.path.isabs(str(v)) else v  # a path is this machine's
                     for k, v in sorted(described.options.items())},
         "method": method, "policy": policy, "sections": sections, "has_metric": has_metric,
-        "summary": _summary(result), "ons": result.ons, "notes": result.notes,
+        "summary": summary, "ons": result.ons, "notes": [*footnotes, *result.notes],
         "axis": {"metric": "task metric", "psnr": "PSNR (dB)", "mse": "feature MSE (linear)"},
         "fig": lambda p: Path(p).relative_to(out).as_posix(),
     }
@@ -195,18 +197,20 @@ def _bd_row(task: str, anchor: str, bd: comparison.BD) -> dict:
             "rate_text": comparison.rate_text(bd), "interval_text": comparison.interval_text(bd)}
 
 
-def _summary(result: comparison.ComparisonSet) -> list[dict]:
-    """The page's opening table: per anchor, the mean BD-rate on each axis with its interval."""
-    rows = []
+def _summary(result: comparison.ComparisonSet) -> tuple[list[dict], list[str]]:
+    """The page's opening table: per anchor, the mean BD-rate on each axis with its interval; and the
+    reasons a missing interval has, once each under the table (they repeat on every row)."""
+    rows, footnotes = [], []
     for against in result.anchors:
         cells = []
         for on in result.ons:
             mean = against.mean(on)
-            why = mean.reason or (f"no interval: {mean.interval.reason}" if not mean.interval.ok else "")
+            if mean.ok and not mean.interval.ok:
+                footnotes.append(f"no interval on the {on} axis: {mean.interval.reason}")
             cells.append({"rate": comparison.rate_text(mean), "interval": comparison.interval_text(mean),
-                          "note": "; ".join(dict.fromkeys(x for x in (against.mean_note(on), why) if x))})
+                          "note": "; ".join(dict.fromkeys(x for x in (against.mean_note(on), mean.reason) if x))})
         rows.append({"anchor": against.anchor, "cells": cells})
-    return rows
+    return rows, list(dict.fromkeys(footnotes))
 
 
 def _named(curve: Curve) -> Curve:

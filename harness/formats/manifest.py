@@ -95,7 +95,8 @@ class Manifest:
         """How pages name this entry: the proponent's title, else codec, version and options."""
         if self.submitter.get("title"):
             return self.submitter["title"]
-        options = " ".join(f"{k}={v}" for k, v in sorted(self.codec.options.items()))
+        options = " ".join(f"{k}={v}" for k, v in sorted(self.codec.options.items())
+                           if "<path>" not in v)  # a folder of the packing machine tells a reader nothing
         return f"{self.codec.name} {self.codec.version}" + (f" ({options})" if options else "")
 
     def install_hint(self) -> str:

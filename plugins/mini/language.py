@@ -104,7 +104,7 @@ def load_head(gguf_path: Path) -> LmHead:
 def _head_cache(gguf_path: Path) -> Path:
     import hashlib
 
-    from harness.sources import cache_dir
+    from harness import cache_dir
 
     info = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -112,27 +112,25 @@ def _head_cache(gguf_path: Path) -> Path:
 
 
 def _cached_head(gguf_path: Path) -> tuple[np.ndarray, np.ndarray, float] | None:
-    from harness.errors import HarnessError
-    from harness.npyio import load_npy
+    from harness import HarnessError, load_npy
 
     folder = _head_cache(gguf_path)
     try:
-        eps = float((folder / "eps.txt").read_text())
-        return load_npy(folder / "norm.npy"), load_npy(folder / "embedding.npy"), eps
-    except (OSError, ValueError, HarnessError):
+        eps = load_npy(folder / "eps.npy")  # written last: its presence means the arrays are whole
+        return load_npy(folder / "norm.npy"), load_npy(folder / "embedding.npy"), float(eps[0])
+    except (OSError, ValueError, IndexError, HarnessError):
         return None  # not made yet, or damaged: read the GGUF again
 
 
 def _store_head(gguf_path: Path, norm: np.ndarray, embedding: np.ndarray, eps: float) -> None:
-    from harness.errors import OutputError
-    from harness.npyio import atomic_save_npy, atomic_write_text
+    from harness import HarnessError, atomic_save_npy
 
     folder = _head_cache(gguf_path)
     try:
         atomic_save_npy(folder / "norm.npy", norm)
         atomic_save_npy(folder / "embedding.npy", embedding)
-        atomic_write_text(folder / "eps.txt", repr(eps))  # last: its presence means the arrays are whole
-    except OutputError:
+        atomic_save_npy(folder / "eps.npy", np.array([eps], np.float64))
+    except HarnessError:
         pass  # a read-only cache only costs the next load its time
 
 
