@@ -47,7 +47,7 @@ import jinja2
 from harness.bundle import (BD_FILE, MANIFEST, SUMS, bd_rates, extract_archive, load_json_file, write_json,
                             write_text)
 from harness.ctc import CTC, checker_ctc
-from harness.errors import HarnessError, RunError
+from harness.errors import HarnessError, OutputError, RunError
 from harness.formats.crosscheck import MAX_PROBLEMS, CheckResult, CrosscheckReport, outcome, report_json
 from harness.formats.manifest import Manifest, read_manifest
 from harness.jobs import input_dtype
@@ -178,6 +178,8 @@ def _guarded(check: Check, step: Callable[[Check], None]) -> Check:
     start = time.perf_counter()
     try:
         step(check)
+    except OutputError:
+        raise  # the checker's own disk: no verdict about the bundle, see crosscheck()
     except HarnessError as exc:
         check.fail(str(exc))
     except Exception as exc:  # a plugin's decoder (or a bug here) may raise anything: a row, never a traceback
@@ -866,6 +868,9 @@ def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
     except OSError as exc:  # the checker's own disk or permissions: nothing was concluded about the bundle
         raise HarnessError(f"the crosscheck could not finish on this machine ({exc.strerror or exc}: "
                            f"{exc.filename or out}); no verdict on the bundle was reached") from None
+    except OutputError as exc:
+        raise HarnessError(f"the crosscheck could not finish on this machine ({exc}); no verdict on the bundle "
+                           "was reached") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

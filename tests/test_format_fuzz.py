@@ -5,6 +5,7 @@ a hang). The budget is small here; benchmarks/fuzz_formats.py runs the same prop
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 import tempfile
 
@@ -17,7 +18,9 @@ from harness.formats.manifest import (CodecRef, Contents, CtcRef, DatasetRef, Ma
                                       manifest_json, parse_manifest)
 from harness.run_meta import read_run_meta
 
-BUDGET = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# a small budget in the suite; benchmarks/fuzz_formats.py runs the same properties with a larger one
+BUDGET = settings(max_examples=int(os.environ.get("FCM_FUZZ_EXAMPLES", "150")), deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow])
 SHA = "a" * 64
 
 json_values = st.recursive(

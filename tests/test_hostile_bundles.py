@@ -326,3 +326,17 @@ def test_an_unexpected_error_in_a_check_is_a_fail_row_and_the_report_is_written(
     assert code == 1 and "Traceback" not in out
     assert "unexpected ValueError in the distortion check" in checks["distortion"].summary
     assert checks["bpfp"].verdict == "pass"  # the other checks went on
+
+
+def test_a_full_disk_at_the_checker_is_the_checkers_problem_not_a_failed_bundle(bundle, capsys, monkeypatch):
+    import harness.crosscheck as xc
+    from harness.errors import OutputError
+
+    def full(ctx, check):
+        raise OutputError(f"{ctx.work}/rescore/run.json: cannot write (No space left on device)")
+    monkeypatch.setattr(xc, "STEPS", tuple(xc.Step(s.name, s.needs, full) if s.name == "metrics" else s
+                                           for s in xc.STEPS))
+    code = main(["crosscheck", str(bundle), "--jobs", "1", "--heads", "demo", "--data-root", str(DATA["root"])])
+    err = capsys.readouterr().err
+    assert code == 1 and "could not finish on this machine" in err and "no verdict" in err
+    assert not (bundle.parent / "bundle.crosscheck" / "crosscheck.json").exists()
