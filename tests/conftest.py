@@ -56,6 +56,13 @@ def data_root(tmp_path):
     return make_root(tmp_path / "data")
 
 
+def resum(bundle: Path) -> None:
+    """A consistent tampering: SHA256SUMS rewritten to match the edited files of a bundle."""
+    from harness.bundle import sums_text
+
+    (bundle / "SHA256SUMS").write_text(sums_text(bundle))
+
+
 @pytest.fixture(scope="session")
 def complete_bundle(tmp_path_factory) -> tuple[Path, Path]:
     """(bundle directory, data root): a packed, evaluated zlib run of a two-sample cls data root at

@@ -9,12 +9,11 @@ import shutil
 
 import pytest
 
-from harness.bundle import sums_text
 from harness.formats.crosscheck import REQUIRED_CHECKS
 from harness.cli import main
 from harness.runner import RunRequest, execute
 
-from conftest import make_root
+from conftest import make_root, resum
 
 
 DATA: dict[str, Path] = {}  # the data root the packed run was coded from (the checker's copy)
@@ -32,11 +31,6 @@ def copy(packed, tmp_path) -> Path:
     target = tmp_path / "elsewhere" / "bundle"
     shutil.copytree(packed, target)
     return target
-
-
-def resum(bundle: Path) -> None:
-    """A consistent tampering: SHA256SUMS rewritten to match the edited files."""
-    (bundle / "SHA256SUMS").write_text(sums_text(bundle))
 
 
 def crosscheck(bundle: Path, capsys) -> tuple[int, dict, str]:

@@ -16,12 +16,14 @@ import tarfile
 
 import pytest
 
-from harness.bundle import extract_archive, sums_text
+from harness.bundle import extract_archive
 from harness.cli import main
 from harness.errors import RunError
 from harness.formats.crosscheck import REQUIRED_CHECKS, read_report
 from harness.options import coding_options
 from harness.results import collect_records, records_frame
+
+from conftest import resum
 
 
 DATA: dict[str, Path] = {}
@@ -39,10 +41,6 @@ def bundle(packed, tmp_path) -> Path:
     target = tmp_path / "b" / "bundle"
     shutil.copytree(packed, target)
     return target
-
-
-def resum(bundle: Path) -> None:
-    (bundle / "SHA256SUMS").write_text(sums_text(bundle))
 
 
 def edit_json(path: Path, change) -> None:

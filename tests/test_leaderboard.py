@@ -21,6 +21,8 @@ from harness.bundle import sums_text
 from harness.cli import main
 from harness.runner import RunRequest, execute
 
+from conftest import resum
+
 
 class _Refs(HTMLParser):
     def __init__(self):
@@ -167,10 +169,6 @@ def test_every_body_column_has_exactly_one_sortable_heading(bundles, tmp_path):
 
 
 # ---------------------------------------------------------------- a stranger's bundles and reports
-
-
-def resum(bundle: Path) -> None:
-    (bundle / "SHA256SUMS").write_text(sums_text(bundle))
 
 
 def bundle_sha(bundle: Path) -> str:
