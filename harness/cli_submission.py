@@ -50,14 +50,15 @@ def crosscheck(
     """Check a bundle: hashes, plugin and models, fresh decodes, BPFP, re-scored metrics, BD-rates."""
     from harness.crosscheck import CrosscheckRequest, crosscheck as run_crosscheck
 
-    result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc, heads,
-                                              weights, tuple(_options(option).items()), reencode,
-                                              tuple(accept or ()), checker))
-    for check in result.checks:
-        typer.echo(f"{check.verdict.upper():5} {check.name}: {check.summary}")
+    def show(check) -> None:  # each check as it finishes: a long crosscheck shows where it is
+        typer.echo(f"{check.verdict.upper():5} {check.name}: {check.summary} ({check.seconds:.1f} s)")
         for problem in check.problems[:5] if check.verdict != "pass" else ():
             if problem != check.summary:  # a one-problem check may say it in its summary already
                 typer.echo(f"      {problem}")
+
+    result = run_crosscheck(CrosscheckRequest(bundle, out, dataset, data_root, samples, seed, jobs, ctc, heads,
+                                              weights, tuple(_options(option).items()), reencode,
+                                              tuple(accept or ()), checker), on_check=show)
     typer.echo(f"verdict: {result.verdict}\nreport: {result.html_path}\njson: {result.json_path}")
     if not result.ok:
         raise typer.Exit(1)

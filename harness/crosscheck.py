@@ -176,8 +176,11 @@ def _not_bit_exact(ctx: Context, decode: Check, distortion: Check) -> None:
         decode.problems = near
 
 
-def run_checks(ctx: Context) -> list[Check]:
+def run_checks(ctx: Context, on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Every check in order; `on_check` sees each as it finishes (a long crosscheck shows progress)."""
     checks = [_guarded(Check("integrity"), lambda c: setattr(ctx, "strange", check_integrity(ctx.root, c)))]
+    if on_check:
+        on_check(checks[0])
     done: dict[str, Check] = {"integrity": checks[0]}
     for step in STEPS:
         if step.name == "re-encode" and not ctx.request.reencode:
@@ -193,6 +196,8 @@ def run_checks(ctx: Context) -> list[Check]:
         done[step.name] = check
         if step.name == "distortion":
             _not_bit_exact(ctx, done["decode"], check)
+        if on_check:
+            on_check(check)
     return checks
 
 
@@ -214,7 +219,7 @@ def default_out(bundle: Path) -> Path:
     return bundle.with_name(name + ".crosscheck")
 
 
-def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
+def crosscheck(request: CrosscheckRequest, on_check: Callable[[Check], None] | None = None) -> CrosscheckResult:
     unknown = sorted(set(request.accept) - set(ACCEPTABLE))
     if unknown:
         raise HarnessError(f"--accept {unknown[0]}: not a gap a checker can accept; one of {', '.join(ACCEPTABLE)}")
@@ -225,7 +230,7 @@ def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".crosscheck-", dir=out))
     try:
-        return _crosscheck(request, bundle, out, work)
+        return _crosscheck(request, bundle, out, work, on_check)
     except OSError as exc:  # the checker's own disk or permissions: nothing was concluded about the bundle
         raise HarnessError(f"the crosscheck could not finish on this machine ({exc.strerror or exc}: "
                            f"{exc.filename or out}); no verdict on the bundle was reached") from None
@@ -236,7 +241,8 @@ def crosscheck(request: CrosscheckRequest) -> CrosscheckResult:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path) -> CrosscheckResult:
+def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path,
+                on_check: Callable[[Check], None] | None = None) -> CrosscheckResult:
     try:
         root = bundle_root(bundle, work)
     except HarnessError as exc:
@@ -245,7 +251,7 @@ def _crosscheck(request: CrosscheckRequest, bundle: Path, out: Path, work: Path)
         _write_reports(result, None, request)
         return result
     ctx = Context(request, root, work)
-    checks = run_checks(ctx)
+    checks = run_checks(ctx, on_check)
     try:
         bundle_sha = sha256_regular(root / SUMS, 64 << 20)
     except HarnessError:
