@@ -167,3 +167,15 @@ def test_the_bootstrap_resamples_the_run_and_a_task_metric_interval_is_withheld(
     assert row.on("psnr").interval.ok and row.on("psnr").interval.count == 50
     assert "metric" in result.anchors[0].mean("metric").interval.reason  # the mean says why, too
     assert row.enc_time_ratio is None and row.time_points == 0  # the made-up anchor has no times
+
+
+def test_a_comparison_is_reused_only_inside_the_block_that_asks_for_it(anchors, tmp_path):
+    from harness import comparison
+
+    run = fake_run(tmp_path / "run")
+    ctc = replace(load_ctc(), anchors=("near",))
+    with comparison.reused():  # a crosscheck compares one unchanging bundle for bd-rates and the sheet
+        first = compare_run(run, ctc, ons=("psnr",), bootstrap=20)
+        assert compare_run(run, ctc, ons=("psnr",), bootstrap=20) is first
+        assert compare_run(run, ctc, ons=("psnr",), bootstrap=21) is not first  # other settings: computed
+    assert compare_run(run, ctc, ons=("psnr",), bootstrap=20) is not first  # outside: always afresh
