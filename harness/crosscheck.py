@@ -123,12 +123,12 @@ def _reencode_step(ctx: Context, check: Check) -> None:
 
 
 def _bd_step(ctx: Context, check: Check) -> None:
-    check_bd(ctx.root, ctx.ctc, {"codec": {"name": ctx.codec_name}}, check)
+    check_bd(ctx.root, ctx.ctc, ctx.codec_name, check)
     check.summary += "; encode/decode times are the proponent's own measurements (not re-checked)"
 
 
 def _sheet_step(ctx: Context, check: Check) -> None:
-    check_sheet(ctx.root, ctx.ctc, {"codec": {"name": ctx.codec_name}}, check)
+    check_sheet(ctx.root, ctx.ctc, ctx.codec_name, check)
 
 
 STEPS = (

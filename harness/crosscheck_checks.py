@@ -10,12 +10,13 @@ import random
 import shutil
 from typing import Any
 
-from harness.bundle import BD_FILE, MANIFEST, SUMS, bd_rates, load_json_file, write_json
+from harness.bundle import BD_FILE, MANIFEST, SUMS, bd_rates, write_json
 from harness.crosscheck_context import (BD_TOLERANCE, BPFP_TOLERANCE, METRIC_TOLERANCE, MSE_TOLERANCE,
                                         NOT_BIT_EXACT_MSE_TOLERANCE, SCRUBBED, Check, Context, CrosscheckRequest,
                                         codec_options)
 from harness.ctc import CTC, checker_ctc
 from harness.errors import HarnessError, RunError
+from harness.formats.base import Fields, read_json
 from harness.formats.manifest import read_manifest
 from harness.jobs import input_dtype
 from harness.results import COLUMNS, ResultRecord, read_bitstream, table_records
@@ -512,37 +513,41 @@ def check_reencode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecor
 # ---------------------------------------------------------------- BD-rates
 
 
-def check_bd(root: Path, ctc: CTC, manifest: dict, check: Check) -> None:
-    claimed = load_json_file(root / BD_FILE)
-    if not isinstance(claimed, dict) or not isinstance(claimed.get("comparisons"), list):
-        raise RunError(f"{root / BD_FILE}: field 'comparisons' missing")
-    ons = {c.get("on") for c in claimed["comparisons"] if isinstance(c, dict)}
-    distortion = "mse" if "mse" in ons and "psnr" not in ons else "psnr"  # a bundle packed before BD on PSNR
-    fresh = bd_rates(root, ctc, manifest["codec"]["name"], claimed.get("method", "pchip"), claimed.get("policy", "nan"),
-                     distortion)
-    index = {(c.get("anchor"), c.get("on")): c for c in claimed["comparisons"] if isinstance(c, dict)}
+def check_bd(root: Path, ctc: CTC, codec: str, check: Check) -> None:
+    """bd-rates.json against the BD-rates recomputed here, with the settings `harness pack` uses (a
+    bundle does not choose how the checker computes: another method or policy is itself a mismatch)."""
+    path = root / BD_FILE
+    top = Fields(read_json(path, 16 << 20), path)
+    for key, want in (("method", "pchip"), ("policy", "nan")):
+        have = top.text(key, max_length=20)
+        if have != want:
+            check.fail(f"{path}: field '{key}' is {have!r}; bundles are compared with {want!r}")
+    claimed: dict[tuple[str, str], dict[str, float | None]] = {}
+    for item in top.tables("comparisons", max_items=1000):
+        tasks = item.table("tasks", {})
+        claimed[(item.text("anchor", max_length=200), item.text("on", max_length=20))] = {
+            task: tasks.table(task).number("bd_rate_percent", nullable=True) for task in sorted(tasks.data)}
+    fresh = bd_rates(root, ctc, codec)
     for comparison in fresh["comparisons"]:
         key = (comparison["anchor"], comparison["on"])
-        theirs = index.pop(key, None)
+        theirs = claimed.pop(key, None)
         if theirs is None:
-            check.fail(f"{root / BD_FILE}: no comparison against {key[0]} on {key[1]}")
+            check.fail(f"{path}: no comparison against {key[0]} on {key[1]}")
             continue
         for task, mine in comparison["tasks"].items():
-            got = (theirs.get("tasks") or {}).get(task, {}).get("bd_rate_percent")
-            want = mine["bd_rate_percent"]
-            if (got is None) != (want is None) or (want is not None and not (
-                    isinstance(got, (int, float)) and abs(got - want) <= BD_TOLERANCE)):
-                check.fail(f"{root / BD_FILE}: field 'bd_rate_percent' of {task} against {key[0]} on {key[1]} is "
-                           f"{got}; recomputed: {want}")
-    for key in index:
-        check.fail(f"{root / BD_FILE}: comparison against {key[0]} on {key[1]} is not one of the CTC's anchors here")
+            got, want = theirs.get(task), mine["bd_rate_percent"]
+            if (got is None) != (want is None) or (want is not None and abs(got - want) > BD_TOLERANCE):
+                check.fail(f"{path}: field 'bd_rate_percent' of {task} against {key[0]} on {key[1]} is {got}; "
+                           f"recomputed: {want}")
+    for key in claimed:
+        check.fail(f"{path}: comparison against {key[0]} on {key[1]} is not one of the CTC's anchors here")
     check.summary = f"{len(fresh['comparisons'])} comparisons against {', '.join(ctc.anchors)} recomputed"
 
 
-def check_sheet(root: Path, ctc: CTC, manifest: dict, check: Check) -> None:
+def check_sheet(root: Path, ctc: CTC, codec: str, check: Check) -> None:
     from harness.sheet import sheet_csv, sheet_rows, sheet_workbook
 
-    rows = sheet_rows(root, ctc, manifest["codec"]["name"])
+    rows = sheet_rows(root, ctc, codec)
     want = sheet_csv(rows).splitlines()
     have = read_regular(root / "sheet.csv", limit=64 << 20).decode("utf-8", errors="replace").splitlines()
     header = want[0].split(",") if want else []

@@ -338,3 +338,17 @@ def test_a_full_disk_at_the_checker_is_the_checkers_problem_not_a_failed_bundle(
     err = capsys.readouterr().err
     assert code == 1 and "could not finish on this machine" in err and "no verdict" in err
     assert not (bundle.parent / "bundle.crosscheck" / "crosscheck.json").exists()
+
+
+def test_bd_rates_json_neither_chooses_the_method_nor_states_other_numbers(bundle, capsys):
+    def change(d):
+        d["method"] = "akima"
+        first = d["comparisons"][0]
+        task = next(iter(first["tasks"]))
+        first["tasks"][task]["bd_rate_percent"] = -99.0
+    edit_json(bundle / "bd-rates.json", change)
+    resum(bundle)
+    code, checks, _ = check(bundle, capsys)
+    problems = checks["bd-rates"].problems
+    assert code == 1 and any("field 'method' is 'akima'" in p for p in problems)
+    assert any("field 'bd_rate_percent'" in p and "-99.0" in p for p in problems)
