@@ -107,13 +107,6 @@ def _records_step(ctx: Context, check: Check) -> None:
         ctx.metrics = read_csv_checked(ctx.root / "metrics.csv", "metrics table", METRICS_COLUMNS, METRICS_NUMBERS)
 
 
-def _decode_step(ctx: Context, check: Check) -> None:
-    check_decode(ctx.root, ctx.run, ctx.ctc, ctx.ok_records, ctx.request.jobs, ctx.options, check)
-    for problem in check.problems:  # decoded fine, to another reconstruction: distortion decides how far
-        if "reconstruction differs" in problem:
-            ctx.mismatched[problem.split(": ", 1)[0].removeprefix(f"{ctx.root}/")] = problem
-
-
 def _bpfp_step(ctx: Context, check: Check) -> None:
     check_bpfp(ctx.root, ctx.ok_records, ctx.points, ctx.metrics, check)
 
@@ -138,7 +131,7 @@ STEPS = (
     Step("models", ("plugin", "records"), check_models),
     Step("dataset", ("manifest", "records"), check_dataset),
     Step("coverage", ("plugin", "dataset?"), check_coverage),  # ?: the checker's dataset is here, whatever it found
-    Step("decode", ("records", "plugin", "models"), _decode_step),
+    Step("decode", ("records", "plugin", "models"), check_decode),
     Step("distortion", ("decode~", "dataset"), check_distortion),  # ~: a decode to other hashes may go on
     Step("bpfp", ("records",), _bpfp_step),
     Step("metrics", ("decode", "dataset"), check_metrics),

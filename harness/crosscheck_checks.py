@@ -336,52 +336,45 @@ def check_coverage(ctx: Context, check: Check) -> None:
     check.summary = "; ".join(counts) or "no records"
 
 
-def check_decode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecord], jobs: int,
-                 codec_options: dict[str, str], check: Check) -> None:
-    from harness.decode_pool import DecodeJob, decode_jobs
+def check_decode(ctx: Context, check: Check) -> None:
+    """Every bitstream decoded in a decode-only worker (never one that encoded), from the bytes alone,
+    under a memory cap and a timeout: a hostile bitstream fails its job, not the check. With the
+    checker's dataset here, the worker also measures each reconstruction's feature MSE."""
+    from harness.decode_pool import DecodeJob, Original, decode_jobs
 
-    options = tuple(sorted(codec_options.items()))
-    kind = run.input_kind
-    work = [DecodeJob(str(root), r.codec, options, (), r.bitstream_path, r.bytes, r.bitstream_sha256, r.recon_sha256,
-                      r.job_label, kind,
-                      input_dtype(kind, ctc.task(r.task).dtype)) for r in records if r.status == "ok"]
-    # decode-only worker processes (never one that encoded), each decode from the bytes alone,
-    # under a memory cap and a timeout: a hostile bitstream fails its job, not the check
-    results = decode_jobs(work, jobs)
+    run, ctc, source = ctx.run, ctx.ctc, ctx.source
+    options, kind = tuple(sorted(ctx.options.items())), run.input_kind
+    quant_rule = run.quant_rule or ctc.default_quant_rule
+    work = [DecodeJob(str(ctx.root), r.codec, options, (), r.bitstream_path, r.bytes, r.bitstream_sha256,
+                      r.recon_sha256, r.job_label, kind, input_dtype(kind, ctc.task(r.task).dtype),
+                      Original(str(source.dataset.feature_path(r.task, r.sample)), str(ctc.root), r.task,
+                               ctx.spec.family, quant_rule) if source is not None else None)
+            for r in ctx.ok_records]
+    results = decode_jobs(work, ctx.request.jobs)
+    ctx.decoded = {r.label: r for r in results}
     for result in results:
         if not result.ok:
-            check.fail(f"{root}/records/{result.label}.json: {result.problem}")
+            check.fail(f"{ctx.root}/records/{result.label}.json: {result.problem}")
     good = sum(r.ok for r in results)
-    check.summary = (f"{good} of {len(results)} bitstreams decode to their recorded reconstruction "
-                     f"(decode-only processes)")
+    check.summary = f"{good} of {len(results)} bitstreams decode to their recorded reconstruction (decode-only processes)"
 
 
 def check_distortion(ctx: Context, check: Check) -> None:
-    """Feature MSE re-measured: each bitstream decoded here (it passed the capped decode check, so
-    it decodes within the caps), restored with the CTC's post-processing, against the dataset's
-    feature. A reconstruction of another hash whose MSE agrees within NOT_BIT_EXACT_MSE_TOLERANCE
-    makes the decode check 'decoder not bit-exact here', not a forgery."""
-    from harness.dataset import load_feature
-    from harness.jobs import check_decoded, mean_squared_error
-    from harness.processing import Preprocessor
-
-    run, ctc, spec = ctx.run, ctx.ctc, ctx.spec
-    codec = spec.open(dict(ctx.options))
+    """Feature MSE re-measured: the decode workers restored each reconstruction with the CTC's
+    post-processing and measured it against the dataset's feature. A reconstruction of another hash
+    whose MSE agrees within NOT_BIT_EXACT_MSE_TOLERANCE makes the decode check 'decoder not bit-exact
+    here', not a forgery."""
     worst, near = 0.0, []
     for record in ctx.ok_records:
         where = f"{ctx.root}/{record.record_path}"
-        feature = load_feature(ctx.source.dataset.feature_path(record.task, record.sample), ctc.task(record.task))
-        frame = codec.decode(read_bitstream(ctx.root, record))
-        if spec.input_kind == "feature":
-            recon = check_decoded(frame, feature, spec.input_kind)
-        else:
-            pipe = Preprocessor.for_task(ctc, record.task, spec.family, spec.input_kind, feature.shape, feature.dtype,
-                                         run.quant_rule or ctc.default_quant_rule)
-            recon = pipe.inverse(check_decoded(frame, pipe.forward(feature), spec.input_kind))
-        mse = mean_squared_error(recon, feature)
+        result = ctx.decoded.get(record.job_label)
+        if result is None or result.mse is None:
+            check.fail(f"{where}: no reconstruction to measure ({result.problem if result else 'not decoded'})")
+            continue
+        mse = result.mse
         distance = abs(mse - record.mse) / max(abs(mse), 1e-30) if math.isfinite(record.mse) else math.inf
         worst = max(worst, distance)
-        if record.record_path in ctx.mismatched:
+        if result.mismatch:
             if distance <= NOT_BIT_EXACT_MSE_TOLERANCE:
                 near.append(f"{record.job_label}: MSE here {mse:.6g}, claimed {record.mse:.6g}")
             else:

@@ -90,8 +90,13 @@ class Context:
     ignored: list[str] = field(default_factory=list)  # bundle options not taken
     source: Any = None  # the checker's DatasetSource
     points: dict[tuple[str, str], int] | None = None
-    mismatched: dict[str, str] = field(default_factory=dict)  # record path -> problem: decoded, other hash
-    not_bit_exact: list[str] = field(default_factory=list)  # of those, the ones whose MSE agrees (figures)
+    decoded: dict[str, Any] = field(default_factory=dict)  # job label -> DecodeResult (hash, MSE)
+    not_bit_exact: list[str] = field(default_factory=list)  # decoded to other hashes, MSE agrees (figures)
+
+    @property
+    def mismatched(self) -> list[Any]:
+        """Decodes that worked but gave a reconstruction of another hash than the recorded one."""
+        return [r for r in self.decoded.values() if r.mismatch]
     metrics: Any = None  # metrics.csv, checked
 
     @property

@@ -65,6 +65,17 @@ class DecodeJob:
     label: str
     kind: str = "frame10"
     dtype: str = "uint16"  # what the hash at coding time was taken in
+    original: Original | None = None  # given: the worker also measures the feature MSE against it
+
+
+@dataclass(frozen=True)
+class Original:
+    """The feature a bitstream coded, and how its frame is restored (the CTC's post-processing)."""
+    feature_path: str
+    ctc_dir: str
+    task: str
+    family: str | None
+    quant_rule: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class DecodeResult:
     problem: str = ""
     decode_s: float = 0.0  # wall time of the codec's decode call alone
     worker_pid: int = 0
+    mismatch: bool = False  # decoded, to a reconstruction of another hash than the recorded one
+    mse: float | None = None  # feature MSE against the job's original, when it was given and decoding worked
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,7 @@ def _read_decode_hash(job: DecodeJob) -> DecodeResult:
         decoded = codec.decode(data)
         decode_s = time.perf_counter() - start
         digest = canonical_hash(canonical_output(decoded, job.kind, job.dtype))
+        mse = _feature_mse(job.original, decoded, job.kind) if job.original else None
     except MemoryError:
         raise
     except Exception as exc:  # a third-party decoder may raise anything; report it, go on
@@ -167,8 +181,24 @@ def _read_decode_hash(job: DecodeJob) -> DecodeResult:
         return DecodeResult(job.label, False, problem, decode_s, pid)
     if digest != job.recon_sha256:
         return DecodeResult(job.label, False, "reconstruction differs from the one recorded at coding time",
-                            decode_s, pid)
-    return DecodeResult(job.label, True, "", decode_s, pid)
+                            decode_s, pid, mismatch=True, mse=mse)
+    return DecodeResult(job.label, True, "", decode_s, pid, mse=mse)
+
+
+def _feature_mse(original: Original, decoded, kind: str) -> float:
+    """The decoded frame restored with the CTC's post-processing, against the original feature: measured
+    here, beside the decode, so nobody decodes the stranger's bitstream again to re-measure distortion."""
+    from harness.dataset import load_feature
+    from harness.jobs import check_decoded, ctc_for, mean_squared_error
+    from harness.processing import Preprocessor
+
+    ctc = ctc_for(original.ctc_dir)
+    feature = load_feature(Path(original.feature_path), ctc.task(original.task))
+    if kind == "feature":
+        return mean_squared_error(check_decoded(decoded, feature, kind), feature)
+    pipe = Preprocessor.for_task(ctc, original.task, original.family, kind, feature.shape, feature.dtype,
+                                 original.quant_rule)
+    return mean_squared_error(pipe.inverse(check_decoded(decoded, pipe.forward(feature), kind)), feature)
 
 
 _parent: Connection | None = None  # set in a pool worker; None when decode_and_hash runs elsewhere
