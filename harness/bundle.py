@@ -44,6 +44,7 @@ from harness.npyio import atomic_write_json, atomic_write_text, read_csv_checked
 from harness.run_meta import RunMeta, read_run_meta
 from harness.results import (METRICS_COLUMNS, METRICS_NUMBERS, ResultRecord, collect_records, read_bitstream,
                              records_frame)
+from harness.comparison import ComparisonSet
 from harness.formats.manifest import SCHEMA as BUNDLE_SCHEMA, SUBMITTER_FIELDS  # noqa: F401 (re-exported)
 from harness.formats.manifest import (CodecRef, Contents, CtcRef, DatasetRef, Manifest, ModelFile, PluginRef,
                                       manifest_json)
@@ -155,18 +156,14 @@ def plugin_entry(run: RunMeta) -> dict[str, Any]:
             "distribution_version": source.version, "module": source.target}
 
 
-def bd_rates(bundle_dir: Path, ctc: CTC, codec: str, method: str = "pchip", policy: str = "nan",
-             distortion: str = "psnr") -> dict[str, Any]:
-    """BD-rate and BD-metric of the bundle against every anchor the CTC names, on the task metric
-    (when evaluated) and on `distortion` (PSNR in dB; "mse" for linear feature MSE, bundles packed
-    before PSNR), from harness.comparison in `harness compare --format json`'s terms (withheld
-    BD-rates as null with the reason, bootstrap intervals) plus the point counts and ranges of both
-    curves; no machine paths (anchor files by name only)."""
-    from harness.comparison import anchor_record, compare_run
+def bd_rates(result: ComparisonSet, ctc: CTC) -> dict[str, Any]:
+    """bd-rates.json of one comparison: BD-rate and BD-metric against every anchor, on each of its axes,
+    in `harness compare --format json`'s terms (withheld BD-rates as null with the reason, bootstrap
+    intervals) plus the point counts and ranges of both curves; no machine paths (anchor files by name)."""
+    from harness.comparison import anchor_record
     from harness.curves import axis_values
 
-    ons = (["metric"] if (bundle_dir / "metrics.csv").exists() else []) + [distortion]
-    result = compare_run(bundle_dir, ctc, codec, ons=ons, method=method, policy=policy)
+    ons, method, policy = result.ons, result.method, result.policy
     comparisons = []
     for on in ons:
         for against in result.anchors:
@@ -321,9 +318,12 @@ def pack(run_dir: Path, out: Path | None = None, meta_file: Path | None = None, 
         totals = _stage_run(run_dir, stage, records)
         (stage / "run.json").write_bytes(_json_bytes(bundle_run_json(meta)))
         has_metrics = (stage / "metrics.csv").exists()
-        (stage / BD_FILE).write_bytes(_json_bytes(_strict(bd_rates(stage, ctc, run.codec))))
+        from harness.comparison import compare_run
         from harness.sheet import write_sheet
-        write_sheet(stage, ctc, run.codec)
+
+        comparison = compare_run(stage, ctc, run.codec)  # once: bd-rates.json and the sheet show the same
+        (stage / BD_FILE).write_bytes(_json_bytes(_strict(bd_rates(comparison, ctc))))
+        write_sheet(stage, ctc, run.codec, result=comparison)
         manifest = build_manifest(run, ctc, records, totals, submitter, has_metrics)
         (stage / MANIFEST).write_bytes(_json_bytes(_strict(manifest_json(manifest))))
         (stage / SUMS).write_text(sums_text(stage), encoding="utf-8")
@@ -425,12 +425,6 @@ def _checked_members(archive: Path, tar: tarfile.TarFile, limit: int) -> list[ta
             raise RunError(f"{archive}: unpacks to more than {limit} bytes")
         members.append(member)
     return members
-
-
-def load_json_file(path: Path, limit: int = 16 << 20) -> Any:
-    from harness.formats.base import read_json
-
-    return read_json(path, limit)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -26,8 +26,7 @@ anchor sheet, and the task metric, which the head scores over the whole set of a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 import math
 from pathlib import Path
@@ -159,31 +158,8 @@ def compare_run(run_dir: Path, ctc: CTC, codec: str | None = None, anchors: Sequ
         test.name = codec
     if ons is None:
         ons = (("metric",) if has_metric(test) else ()) + ("psnr",)
-    names = tuple(ctc.anchors if anchors is None else anchors)
-    key = (str(Path(run_dir).resolve()), ctc.sha256, codec, names, tuple(ons), tuple(sorted(options.items())))
-    if _reuse is not None and key in _reuse:
-        return _reuse[key]
-    curves = [resolve_curve(name, ctc, on="mse") for name in names]
-    result = build(test, curves, ctc, ons=ons, **options)
-    if _reuse is not None:
-        _reuse[key] = result
-    return result
-
-
-_reuse: dict[tuple, ComparisonSet] | None = None
-
-
-@contextmanager
-def reused() -> Iterator[None]:
-    """Within this block, `compare_run` of the same directory, conditions and settings gives the result it
-    gave before (its bootstrap is the slow part): for a crosscheck, which compares one bundle that does
-    not change for the bd-rates and again for the sheet. Outside it, every call computes afresh."""
-    global _reuse
-    outer, _reuse = _reuse, {} if _reuse is None else _reuse
-    try:
-        yield
-    finally:
-        _reuse = outer
+    curves = [resolve_curve(name, ctc, on="mse") for name in (ctc.anchors if anchors is None else anchors)]
+    return build(test, curves, ctc, ons=ons, **options)
 
 
 def has_metric(curve: Curve) -> bool:

@@ -506,10 +506,19 @@ def check_reencode(root: Path, run: RunMeta, ctc: CTC, records: list[ResultRecor
 # ---------------------------------------------------------------- BD-rates
 
 
-def check_bd(root: Path, ctc: CTC, codec: str, check: Check) -> None:
+def comparison_of(ctx: Context):
+    """The bundle against the checker's anchors, made once for the bd-rates and sheet checks."""
+    from harness.comparison import compare_run
+
+    if ctx.comparison is None:
+        ctx.comparison = compare_run(ctx.root, ctx.ctc, ctx.codec_name)
+    return ctx.comparison
+
+
+def check_bd(ctx: Context, check: Check) -> None:
     """bd-rates.json against the BD-rates recomputed here, with the settings `harness pack` uses (a
     bundle does not choose how the checker computes: another method or policy is itself a mismatch)."""
-    path = root / BD_FILE
+    ctc, path = ctx.ctc, ctx.root / BD_FILE
     top = Fields(read_json(path, 16 << 20), path)
     for key, want in (("method", "pchip"), ("policy", "nan")):
         have = top.text(key, max_length=20)
@@ -520,7 +529,7 @@ def check_bd(root: Path, ctc: CTC, codec: str, check: Check) -> None:
         tasks = item.table("tasks", {})
         claimed[(item.text("anchor", max_length=200), item.text("on", max_length=20))] = {
             task: tasks.table(task).number("bd_rate_percent", nullable=True) for task in sorted(tasks.data)}
-    fresh = bd_rates(root, ctc, codec)
+    fresh = bd_rates(comparison_of(ctx), ctc)
     for comparison in fresh["comparisons"]:
         key = (comparison["anchor"], comparison["on"])
         theirs = claimed.pop(key, None)
@@ -534,13 +543,15 @@ def check_bd(root: Path, ctc: CTC, codec: str, check: Check) -> None:
                            f"recomputed: {want}")
     for key in claimed:
         check.fail(f"{path}: comparison against {key[0]} on {key[1]} is not one of the CTC's anchors here")
-    check.summary = f"{len(fresh['comparisons'])} comparisons against {', '.join(ctc.anchors)} recomputed"
+    check.summary = (f"{len(fresh['comparisons'])} comparisons against {', '.join(ctc.anchors)} recomputed; "
+                     "encode/decode times are the proponent's own measurements (not re-checked)")
 
 
-def check_sheet(root: Path, ctc: CTC, codec: str, check: Check) -> None:
+def check_sheet(ctx: Context, check: Check) -> None:
     from harness.sheet import sheet_csv, sheet_rows, sheet_workbook
 
-    rows = sheet_rows(root, ctc, codec)
+    root = ctx.root
+    rows = sheet_rows(comparison_of(ctx))
     want = sheet_csv(rows).splitlines()
     have = read_regular(root / "sheet.csv", limit=64 << 20).decode("utf-8", errors="replace").splitlines()
     header = want[0].split(",") if want else []

@@ -98,6 +98,7 @@ class Context:
         """Decodes that worked but gave a reconstruction of another hash than the recorded one."""
         return [r for r in self.decoded.values() if r.mismatch]
     metrics: Any = None  # metrics.csv, checked
+    comparison: Any = None  # the bundle against the checker's anchors (harness.comparison), made once
 
     @property
     def ok_records(self) -> list[ResultRecord]:

@@ -40,10 +40,8 @@ def _count(value: object) -> int | None:
     return int(number) if number is not None else None
 
 
-def sheet_rows(run_dir: Path, ctc: CTC, codec: str, method: str = "pchip", policy: str = "nan",
-               ons: Sequence[str] | None = None) -> list[dict]:
-    """The sheet's rows: every rate point of every curve, then the summary from harness.comparison."""
-    result = compare_run(Path(run_dir), ctc, codec, ons=ons, method=method, policy=policy)
+def sheet_rows(result: ComparisonSet) -> list[dict]:
+    """The sheet's rows: every rate point of every curve, then the summary, of one comparison."""
     test = result.test_curve
     rows: list[dict] = []
     for task in test.tasks:
@@ -177,12 +175,13 @@ def sheet_workbook(rows: list[dict]) -> bytes:
     return workbook_bytes(sheets, "feature coding result sheet")
 
 
-def write_sheet(run_dir: Path, ctc: CTC, codec: str, out: Path | None = None,
-                ons: Sequence[str] | None = None) -> tuple[Path, Path]:
+def write_sheet(run_dir: Path, ctc: CTC, codec: str, out: Path | None = None, ons: Sequence[str] | None = None,
+                result: ComparisonSet | None = None) -> tuple[Path, Path]:
     """sheet.csv and sheet.xlsx of a run into `out` (default: the run directory); `ons` as for
-    harness.comparison.compare_run (default: the task metric when evaluated, and PSNR)."""
+    harness.comparison.compare_run (default: the task metric when evaluated, and PSNR); `result`: that
+    comparison when the caller has made it already (pack writes bd-rates.json from the same one)."""
     out = Path(out) if out else Path(run_dir)
-    rows = sheet_rows(run_dir, ctc, codec, ons=ons)
+    rows = sheet_rows(result or compare_run(Path(run_dir), ctc, codec, ons=ons))
     atomic_write_text(out / "sheet.csv", sheet_csv(rows))
     atomic_write_bytes(out / "sheet.xlsx", sheet_workbook(rows))
     return out / "sheet.csv", out / "sheet.xlsx"

@@ -117,14 +117,15 @@ def test_below_the_overlap_minimum_compare_withholds_with_the_reason(anchors, ca
 def test_below_the_overlap_minimum_the_sheet_and_bd_rates_withhold(anchors, tmp_path):
     run = fake_run(tmp_path / "run")
     ctc = replace(load_ctc(), anchors=("near", "far"))
-    rows = [r for r in sheet_rows(run, ctc, "fake") if r["section"] == "summary"]
+    result = compare_run(run, ctc, "fake")  # one comparison: the sheet and bd-rates.json render it
+    rows = [r for r in sheet_rows(result) if r["section"] == "summary"]
     by = {(r["task"], r["anchor"]): r for r in rows}
     assert by[("cls", "far")]["bd_rate_psnr_percent"] is None
     assert "psnr: withheld: the curves overlap" in by[("cls", "far")]["note"]
     assert by[("cls", "near")]["bd_rate_psnr_percent"] < 0  # 25 % fewer bits than near: a number
     assert by[("cls", "near")]["bd_rate_mse_percent"] is None  # linear MSE only when asked for
     assert "withheld" in sheet_csv(rows)
-    table = bd_rates(run, ctc, "fake")
+    table = bd_rates(result, ctc)
     assert {c["on"] for c in table["comparisons"]} == {"psnr"} and table["min_overlap"] == 0.10
     far = next(c for c in table["comparisons"] if c["anchor"] == "far")["tasks"]["cls"]
     assert far["bd_rate_percent"] is None and far["withheld"] and "below the CTC's minimum" in far["reason"]
@@ -132,7 +133,7 @@ def test_below_the_overlap_minimum_the_sheet_and_bd_rates_withhold(anchors, tmp_
     assert near["bd_rate_percent"] == pytest.approx(by[("cls", "near")]["bd_rate_psnr_percent"])
     assert near["interval"]["count"] == 200 and near["interval"]["low"] < near["bd_rate_percent"]
     stricter = replace(ctc, bd_min_overlap=1.0)  # the threshold is read from the CTC
-    assert all(t["bd_rate_percent"] is None for c in bd_rates(run, stricter, "fake")["comparisons"]
+    assert all(t["bd_rate_percent"] is None for c in bd_rates(compare_run(run, stricter, "fake"), stricter)["comparisons"]
                for t in c["tasks"].values())
 
 
@@ -167,15 +168,3 @@ def test_the_bootstrap_resamples_the_run_and_a_task_metric_interval_is_withheld(
     assert row.on("psnr").interval.ok and row.on("psnr").interval.count == 50
     assert "metric" in result.anchors[0].mean("metric").interval.reason  # the mean says why, too
     assert row.enc_time_ratio is None and row.time_points == 0  # the made-up anchor has no times
-
-
-def test_a_comparison_is_reused_only_inside_the_block_that_asks_for_it(anchors, tmp_path):
-    from harness import comparison
-
-    run = fake_run(tmp_path / "run")
-    ctc = replace(load_ctc(), anchors=("near",))
-    with comparison.reused():  # a crosscheck compares one unchanging bundle for bd-rates and the sheet
-        first = compare_run(run, ctc, ons=("psnr",), bootstrap=20)
-        assert compare_run(run, ctc, ons=("psnr",), bootstrap=20) is first
-        assert compare_run(run, ctc, ons=("psnr",), bootstrap=21) is not first  # other settings: computed
-    assert compare_run(run, ctc, ons=("psnr",), bootstrap=20) is not first  # outside: always afresh
