@@ -369,7 +369,8 @@ def check_distortion(ctx: Context, check: Check) -> None:
         where = f"{ctx.root}/{record.record_path}"
         result = ctx.decoded.get(record.job_label)
         if result is None or result.mse is None:
-            check.fail(f"{where}: no reconstruction to measure ({result.problem if result else 'not decoded'})")
+            why = (result.mse_problem or result.problem) if result else "not decoded"
+            check.fail(f"{where}: feature MSE not measured: {why}")
             continue
         mse = result.mse
         distance = abs(mse - record.mse) / max(abs(mse), 1e-30) if math.isfinite(record.mse) else math.inf

@@ -87,6 +87,7 @@ class DecodeResult:
     worker_pid: int = 0
     mismatch: bool = False  # decoded, to a reconstruction of another hash than the recorded one
     mse: float | None = None  # feature MSE against the job's original, when it was given and decoding worked
+    mse_problem: str = ""  # why the MSE could not be measured (a mis-shaped reconstruction, a missing original)
 
 
 @dataclass(frozen=True)
@@ -173,16 +174,23 @@ def _read_decode_hash(job: DecodeJob) -> DecodeResult:
         decoded = codec.decode(data)
         decode_s = time.perf_counter() - start
         digest = canonical_hash(canonical_output(decoded, job.kind, job.dtype))
-        mse = _feature_mse(job.original, decoded, job.kind) if job.original else None
     except MemoryError:
         raise
     except Exception as exc:  # a third-party decoder may raise anything; report it, go on
         problem = f"decode failed: {type(exc).__name__}: {exc}".replace("\n", " | ")[:2000]
         return DecodeResult(job.label, False, problem, decode_s, pid)
+    mse, mse_problem = None, ""
+    if job.original:  # a failure here is about the reconstruction or this machine's copy, not the decode
+        try:
+            mse = _feature_mse(job.original, decoded, job.kind)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            mse_problem = f"{type(exc).__name__}: {exc}".replace("\n", " | ")[:2000]
     if digest != job.recon_sha256:
         return DecodeResult(job.label, False, "reconstruction differs from the one recorded at coding time",
-                            decode_s, pid, mismatch=True, mse=mse)
-    return DecodeResult(job.label, True, "", decode_s, pid, mse=mse)
+                            decode_s, pid, mismatch=True, mse=mse, mse_problem=mse_problem)
+    return DecodeResult(job.label, True, "", decode_s, pid, mse=mse, mse_problem=mse_problem)
 
 
 def _feature_mse(original: Original, decoded, kind: str) -> float:

@@ -40,6 +40,7 @@ import jinja2
 import pandas as pd
 
 from harness.bundle import MANIFEST, SUMS, extract_archive, write_json, write_text
+from harness.comparison import finite
 from harness.crosscheck import Check, check_integrity, render_report_page
 from harness.curves import Curve
 from harness.errors import HarnessError
@@ -214,14 +215,6 @@ def _count(entry: Entry, found: FoundReport) -> None:
 # ---------------------------------------------------------------- rows
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def http_url(value: str | None) -> str | None:
     """The proponent's url when it is a plain http(s) address (never javascript:, data:, file:)."""
     if not value or any(c <= " " or c in "\"'<>\\" for c in value):
@@ -238,7 +231,7 @@ def _samples(sheet: pd.DataFrame, tasks: list[str]) -> dict[str, str]:
     points = sheet[(sheet.section == "point") & (sheet.role == "test")]
     out = {}
     for task in tasks:
-        counts = sorted({int(v) for v in points[points.task == task].samples if _number(v) is not None})
+        counts = sorted({int(v) for v in points[points.task == task].samples if finite(v) is not None})
         out[task] = "n/a" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return out
 
@@ -253,7 +246,7 @@ def _per_anchor(summary: pd.DataFrame, anchors: list[str], tasks: list[str], col
 
 
 def _numbers(summary: pd.DataFrame, anchors: list[str], tasks: list[str], column: str) -> dict:
-    return {a: {t: _number(v) for t, v in per.items()} for a, per in _per_anchor(summary, anchors, tasks, column).items()}
+    return {a: {t: finite(v) for t, v in per.items()} for a, per in _per_anchor(summary, anchors, tasks, column).items()}
 
 
 def _intervals(summary: pd.DataFrame, anchors: list[str], tasks: list[str], on: str) -> dict:
@@ -299,13 +292,14 @@ def _entry_row(entry: Entry, anchors: list[str], tasks: list[str], links: list[s
 
 
 def shipped_ctc(sha256: str):
-    """The CTC shipped with this harness that has `sha256`, or None."""
-    from harness.ctc import builtin_ctc_dir, builtin_ctc_names, hash_directory, load_ctc
+    """The CTC shipped with this harness that has `sha256`, or None (as a crosscheck finds it)."""
+    from harness.ctc import checker_ctc
+    from harness.errors import CTCError
 
-    for name in builtin_ctc_names():
-        if hash_directory(builtin_ctc_dir(name)) == sha256:
-            return load_ctc(builtin_ctc_dir(name))
-    return None
+    try:
+        return checker_ctc(sha256, Path("leaderboard"))
+    except CTCError:
+        return None
 
 
 def anchor_curves(anchors: list[str], ctc) -> dict[str, Curve]:
@@ -397,10 +391,7 @@ def entry_curves(members: list[Entry], names: dict[str, str]) -> list[Curve]:
 
 def site_path(out: Path, relative: str) -> Path:
     """`out/relative`, refused unless it stays inside the site folder (also through links)."""
-    path = inside(out, relative, f"leaderboard site {out}", "file name")
-    if not path.resolve().is_relative_to(Path(out).resolve()):  # inside() checks too; the guard is cheap
-        raise HarnessError(f"{out}: {relative!r} would be written outside the site")
-    return path
+    return inside(out, relative, f"leaderboard site {out}", "file name")
 
 
 def _figures(out: Path, sha: str, tasks: list[str], curves: list[Curve], anchors: list[str],

@@ -124,7 +124,7 @@ class Tree:
 
 
 def walk_tree(root: Path, max_entries: int = 500_000) -> Tree:
-    """Every entry under `root` (never following a link, so a linked folder is one strange entry,
+    """Every entry under `root` (os.walk does not follow links, so a linked folder is one strange entry,
     not a walk through the checker's disk); RunError past `max_entries`."""
     files, strange, seen = [], [], 0
     for folder, dirs, names in os.walk(root, followlinks=False):
@@ -142,5 +142,4 @@ def walk_tree(root: Path, max_entries: int = 500_000) -> Tree:
                 kind = ("a link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
                         else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
                 strange.append(f"{rel} ({kind})")
-        dirs[:] = [d for d in dirs if not os.path.islink(base / d)]
     return Tree(tuple(sorted(files)), tuple(sorted(strange)))
