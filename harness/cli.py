@@ -126,9 +126,9 @@ def compare(
                                          "take distortion) or mse (linear feature MSE).")] = "metric",
     method: Annotated[str, typer.Option(help="pchip (JVET/MPEG), akima or cubic (VCEG-M33).")] = "pchip",
     policy: Annotated[str, typer.Option(help="Non-monotonic curves: nan (report why) or drop (dominated points).")] = "nan",
-    bootstrap: Annotated[int, typer.Option(min=0, help="Resamples of the test run's samples for the 95 % interval "
-                                                       "(0: none).")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    bootstrap: Annotated[Optional[int], typer.Option(min=0, help="Resamples of the test run's samples for the 95 % "
+                                                                 "interval (0: none; default 200).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the bootstrap (default 0).")] = None,
     format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     ctc: CtcOpt = None,
 ) -> None:

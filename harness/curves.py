@@ -21,6 +21,7 @@ from harness.bdrate import BDResult, bd_metric, bd_rate
 from harness.ctc import CTC
 from harness.errors import HarnessError, unknown_name
 from harness.npyio import atomic_write_text, read_csv_checked
+from harness.run_meta import RunMeta
 from harness import schemas
 from harness.results import METRICS_COLUMNS, METRICS_NUMBERS, primary_metrics, read_table, secondary_columns, summary
 
@@ -285,7 +286,7 @@ def run_description(meta: dict, conditions: CTC | None = None) -> str:
                       for k, v in sorted(codec.get("tools", {}).items())
                       if isinstance(v, str) and not os.path.isabs(v))  # a tool's path is this machine's
     options = ", ".join(f"{k}={'<path>' if os.path.isabs(str(v)) else v}"  # a path is this machine's
-                        for k, v in sorted(meta.get("run_key", {}).get("codec_options", codec.get("options", {})).items()))
+                        for k, v in sorted(RunMeta.from_dict(meta, Path("run.json")).options.items()))
     models = model_hashes(meta.get("run_key", {}).get("model_fingerprints", {}))
     return (f"harness run --codec {codec['name']} (version {codec['version']}"
             + (f"; {tools}" if tools else "") + (f"; options {options}" if options else "")
