@@ -40,7 +40,7 @@ import time
 
 import jinja2
 
-from harness.bundle import SUMS, extract_archive, write_json, write_text
+from harness.bundle import SUMS, extract_archive, scrub, write_json, write_text
 from harness.crosscheck_checks import (check_bd, check_bpfp, check_coverage, check_dataset, check_decode,
                                        check_distortion, check_integrity, check_manifest, check_metrics,
                                        check_models, check_plugin, check_records, check_reencode, check_sheet)
@@ -153,7 +153,8 @@ def _blocked(step: Step, done: dict[str, Check], ctx: Context) -> str | None:
 def _not_bit_exact(ctx: Context, decode: Check, distortion: Check) -> None:
     """Every mismatched reconstruction re-measured within tolerance: a float decoder here, not a forgery."""
     near = ctx.not_bit_exact
-    if decode.verdict == "fail" and ctx.mismatched and distortion.verdict == "pass" and len(near) == len(ctx.mismatched):
+    mismatched = ctx.mismatched
+    if decode.verdict == "fail" and mismatched and distortion.verdict == "pass" and len(near) == len(mismatched):
         decode.verdict = "warn"
         decode.summary = (f"decoder not bit-exact here: {len(near)} reconstruction(s) differ in hash from the "
                           f"records, their MSE agrees within {NOT_BIT_EXACT_MSE_TOLERANCE:g} relative")
@@ -254,7 +255,8 @@ def _write_reports(result: CrosscheckResult, ctx: Context | None, request: Cross
         checker=request.checker, codec=manifest.codec.name if manifest else "",
         codec_version=manifest.codec.version if manifest else "", ctc_sha256=manifest.ctc.sha256 if manifest else "",
         dataset=manifest.dataset.name if manifest else "", samples=request.samples, seed=request.seed,
-        accepted=tuple(sorted(request.accept)), options_used=tuple(sorted(ctx.options.items())) if ctx else (),
+        accepted=tuple(sorted(request.accept)),
+        options_used=tuple(sorted(scrub(ctx.options).items())) if ctx else (),  # published: no local paths
         options_ignored=tuple(ctx.ignored) if ctx else (), checks=tuple(c.result() for c in result.checks))
     write_json(result.json_path, report_json(report))
     write_text(result.html_path, render_report_page(report))

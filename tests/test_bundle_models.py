@@ -57,6 +57,8 @@ def test_crosscheck_needs_the_checkers_model_folder_and_compares_it(klt_bundle, 
     assert code == 1 and "-o models=VALUE" in checks["plugin"]["problems"][0]
     code, checks = run_check(copy, root, "-o", f"models={models}", capsys=capsys)
     assert code == 0, checks
+    published = (copy.parent / "bundle.crosscheck" / "crosscheck.json").read_text()
+    assert str(models) not in published and '"models": "<path>"' in published  # the checker's folders stay home
     assert checks["models"]["verdict"] == "pass" and checks["decode"]["verdict"] == "pass"
     assert checks["metrics"]["verdict"] == "skip"  # the run was not evaluated
     other = tmp_path / "models"
